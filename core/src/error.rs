@@ -1,0 +1,114 @@
+//! The one error type every annals operation returns.
+
+use crate::{EventId, ExpectedVersion, StreamId, Version};
+
+/// Boxed error used as the `source` of [`Error::Codec`] and [`Error::Backend`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Shorthand for `Result<T, annals_core::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in annals.
+///
+/// Match on the variant to decide what to do: a [`Conflict`](Error::Conflict) is
+/// retried by reloading, an [`InvalidInput`](Error::InvalidInput) is a bug in the
+/// caller, a [`Backend`](Error::Backend) or [`Timeout`](Error::Timeout) is an
+/// infrastructure problem that may go away. The enum is `#[non_exhaustive]`: new
+/// variants are not breaking changes, so keep a `_` arm.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The stream was not at the version the append expected. Nothing was written.
+    #[error("wrong expected version for stream `{stream}`: expected {expected}, actual version is {actual}")]
+    Conflict {
+        /// The stream the append targeted.
+        stream: StreamId,
+        /// What the caller expected.
+        expected: ExpectedVersion,
+        /// The stream's version when the append was checked (0 if it does not exist).
+        actual: Version,
+    },
+
+    /// The input breaks a documented rule (empty or oversized stream id, NUL in a
+    /// text field, oversized payload, an event id reused for different content,
+    /// …). Nothing was written.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+
+    /// The thing asked for does not exist (for example an event id passed to
+    /// [`EventStore::get_event`](crate::EventStore::get_event)).
+    #[error("not found: {0}")]
+    NotFound(String),
+
+    /// Serializing or deserializing a payload, snapshot or metadata failed.
+    #[error("codec error: {context}")]
+    Codec {
+        /// What was being encoded or decoded (event id and type, snapshot, …).
+        context: String,
+        /// The codec's own error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// A stored event has a type no registered decoder knows.
+    #[error("unknown event type `{event_type}` (event {event_id})")]
+    UnknownEventType {
+        /// The stored event's type name.
+        event_type: String,
+        /// The stored event's id.
+        event_id: EventId,
+    },
+
+    /// The operation did not finish within the configured time bound. The write may
+    /// or may not have been applied; retrying the same append (same event ids) is safe.
+    #[error("operation timed out after {0:?}")]
+    Timeout(std::time::Duration),
+
+    /// The storage backend failed (I/O, connection, driver error, corrupt file, …).
+    #[error("backend error: {message}")]
+    Backend {
+        /// What the store was doing.
+        message: String,
+        /// The driver's error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl Error {
+    /// Builds an [`Error::InvalidInput`].
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        Error::InvalidInput(message.into())
+    }
+
+    /// Builds an [`Error::Backend`] from a driver error and what was being done.
+    pub fn backend(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Backend {
+            message: message.into(),
+            source: source.into(),
+        }
+    }
+
+    /// Builds an [`Error::Codec`] from a codec error and what was being (de)coded.
+    pub fn codec(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Codec {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+
+    /// True for [`Error::Conflict`]: another writer got there first.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Conflict { .. })
+    }
+
+    /// True for [`Error::InvalidInput`].
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(self, Error::InvalidInput(_))
+    }
+
+    /// True for [`Error::NotFound`].
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound(_))
+    }
+}

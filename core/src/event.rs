@@ -1,0 +1,279 @@
+//! Events as written ([`NewEvent`]) and as stored ([`RecordedEvent`]), and their [`Metadata`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::{limits, Error, EventId, Position, Result, StreamId, Timestamp, Version};
+
+/// The content type of JSON payloads, the default.
+pub const JSON_CONTENT_TYPE: &str = "application/json";
+
+/// Data about an event that is not part of the domain payload.
+///
+/// Serialized as one JSON object: `correlation_id` and `causation_id` when set, plus
+/// every entry of [`extra`](Metadata::extra) at the top level.
+///
+/// ```
+/// use annals_core::Metadata;
+///
+/// let meta = Metadata::new()
+///     .with_correlation_id("req-7")
+///     .with_field("user", "alice");
+/// assert_eq!(meta.to_json().unwrap(), r#"{"correlation_id":"req-7","user":"alice"}"#);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Metadata {
+    /// Groups every event caused by one request or workflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// The id of the message (command or event) that caused this event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<String>,
+    /// Free-form application fields.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Metadata {
+    /// Empty metadata.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the correlation id.
+    #[must_use]
+    pub fn with_correlation_id(mut self, id: impl Into<String>) -> Self {
+        self.correlation_id = Some(id.into());
+        self
+    }
+
+    /// Sets the causation id.
+    #[must_use]
+    pub fn with_causation_id(mut self, id: impl Into<String>) -> Self {
+        self.causation_id = Some(id.into());
+        self
+    }
+
+    /// Adds a free-form field.
+    #[must_use]
+    pub fn with_field(
+        mut self,
+        key: impl Into<String>,
+        value: impl Into<serde_json::Value>,
+    ) -> Self {
+        self.extra.insert(key.into(), value.into());
+        self
+    }
+
+    /// True if nothing is set.
+    pub fn is_empty(&self) -> bool {
+        self.correlation_id.is_none() && self.causation_id.is_none() && self.extra.is_empty()
+    }
+
+    /// The metadata as a JSON object string (what backends store).
+    pub fn to_json(&self) -> Result<String> {
+        serde_json::to_string(self).map_err(|e| Error::codec("encoding event metadata", e))
+    }
+
+    /// Parses metadata stored by [`Metadata::to_json`].
+    pub fn from_json(json: &str) -> Result<Self> {
+        if json.is_empty() {
+            return Ok(Metadata::default());
+        }
+        serde_json::from_str(json).map_err(|e| Error::codec("decoding event metadata", e))
+    }
+
+    /// Checks the metadata against the store's rules and returns its JSON text.
+    pub(crate) fn validated_json(&self) -> Result<String> {
+        let value =
+            serde_json::to_value(self).map_err(|e| Error::codec("encoding event metadata", e))?;
+        limits::check_json_text("event metadata", &value)?;
+        let json = value.to_string();
+        if json.len() > limits::MAX_METADATA_LEN {
+            return Err(Error::invalid_input(format!(
+                "event metadata is {} bytes; the limit is {}",
+                json.len(),
+                limits::MAX_METADATA_LEN
+            )));
+        }
+        Ok(json)
+    }
+}
+
+/// An event to append: type, payload bytes with their content type, metadata.
+///
+/// ```
+/// use annals_core::{NewEvent, Metadata};
+///
+/// let event = NewEvent::new("OrderPlaced.v1", br#"{"order":42}"#.to_vec())
+///     .with_metadata(Metadata::new().with_correlation_id("req-1"));
+/// assert_eq!(event.content_type, "application/json");
+/// // Or serialize any `Serialize` value as JSON:
+/// let event = NewEvent::json("OrderPlaced.v1", &serde_json::json!({"order": 42}))?;
+/// # Ok::<(), annals_core::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct NewEvent {
+    /// Store-wide unique id; a fresh UUID v7 unless set with [`NewEvent::with_id`].
+    pub id: EventId,
+    /// The event's type name, optionally with a schema version (`OrderPlaced.v2`).
+    pub event_type: String,
+    /// The encoded payload.
+    pub payload: Vec<u8>,
+    /// How [`payload`](NewEvent::payload) is encoded (`application/json` by default).
+    pub content_type: String,
+    /// Correlation, causation and free fields.
+    pub metadata: Metadata,
+}
+
+impl NewEvent {
+    /// An event with a fresh id, the given type and JSON payload bytes.
+    pub fn new(event_type: impl Into<String>, payload: impl Into<Vec<u8>>) -> Self {
+        NewEvent {
+            id: EventId::new(),
+            event_type: event_type.into(),
+            payload: payload.into(),
+            content_type: JSON_CONTENT_TYPE.to_owned(),
+            metadata: Metadata::default(),
+        }
+    }
+
+    /// An event whose payload is `value` serialized as JSON.
+    pub fn json<T: Serialize + ?Sized>(event_type: impl Into<String>, value: &T) -> Result<Self> {
+        let event_type = event_type.into();
+        let payload = serde_json::to_vec(value)
+            .map_err(|e| Error::codec(format!("encoding `{event_type}` payload as JSON"), e))?;
+        Ok(NewEvent::new(event_type, payload))
+    }
+
+    /// Sets the event id (for idempotent retries).
+    #[must_use]
+    pub fn with_id(mut self, id: EventId) -> Self {
+        self.id = id;
+        self
+    }
+
+    /// Sets the payload's content type.
+    #[must_use]
+    pub fn with_content_type(mut self, content_type: impl Into<String>) -> Self {
+        self.content_type = content_type.into();
+        self
+    }
+
+    /// Sets the metadata.
+    #[must_use]
+    pub fn with_metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// Checks the event against the store's rules (type and content type names,
+    /// payload and metadata size, no NUL in text) and returns the metadata as JSON.
+    ///
+    /// Every backend calls this before writing.
+    pub fn validate(&self) -> Result<String> {
+        limits::check_name("event type", &self.event_type)?;
+        limits::check_name("content type", &self.content_type)?;
+        limits::check_payload(&format!("payload of event {}", self.id), self.payload.len())?;
+        self.metadata.validated_json()
+    }
+
+    /// True if `recorded` holds exactly this event's content (id, type, payload,
+    /// content type, metadata): the test for an idempotent re-append.
+    pub fn same_content_as(&self, recorded: &RecordedEvent) -> bool {
+        self.id == recorded.id
+            && self.event_type == recorded.event_type
+            && self.payload == recorded.payload
+            && self.content_type == recorded.content_type
+            && self.metadata == recorded.metadata
+    }
+}
+
+/// An event as stored: what was appended plus its stream, version, global position
+/// and the time the store recorded it.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct RecordedEvent {
+    /// Store-wide unique id.
+    pub id: EventId,
+    /// The stream the event belongs to.
+    pub stream_id: StreamId,
+    /// The event's 1-based index in its stream.
+    pub version: Version,
+    /// The event's place in the global log.
+    pub position: Position,
+    /// The event's type name.
+    pub event_type: String,
+    /// The encoded payload.
+    pub payload: Vec<u8>,
+    /// How the payload is encoded.
+    pub content_type: String,
+    /// Correlation, causation and free fields.
+    pub metadata: Metadata,
+    /// When the store recorded the event (UTC).
+    pub recorded_at: Timestamp,
+}
+
+impl RecordedEvent {
+    /// Assembles a recorded event (used by backends when decoding rows).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: EventId,
+        stream_id: StreamId,
+        version: Version,
+        position: Position,
+        event_type: String,
+        payload: Vec<u8>,
+        content_type: String,
+        metadata: Metadata,
+        recorded_at: Timestamp,
+    ) -> Self {
+        RecordedEvent {
+            id,
+            stream_id,
+            version,
+            position,
+            event_type,
+            payload,
+            content_type,
+            metadata,
+            recorded_at,
+        }
+    }
+
+    /// Records a [`NewEvent`] at the given place (used by backends that build the
+    /// stored event in memory).
+    pub fn from_new(
+        event: NewEvent,
+        stream_id: StreamId,
+        version: Version,
+        position: Position,
+        recorded_at: Timestamp,
+    ) -> Self {
+        RecordedEvent {
+            id: event.id,
+            stream_id,
+            version,
+            position,
+            event_type: event.event_type,
+            payload: event.payload,
+            content_type: event.content_type,
+            metadata: event.metadata,
+            recorded_at,
+        }
+    }
+
+    /// Deserializes a JSON payload into `T`; errors name the event id and type.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_slice(&self.payload).map_err(|e| {
+            Error::codec(
+                format!(
+                    "decoding JSON payload of event {} (`{}`)",
+                    self.id, self.event_type
+                ),
+                e,
+            )
+        })
+    }
+}

@@ -1,0 +1,2 @@
+//! Order-processing example (work in progress).
+fn main() {}

@@ -1,0 +1,110 @@
+//! The **annals conformance suite**: one set of behaviour tests every backend runs.
+//!
+//! A case is an `async fn(Arc<dyn EventStore>)` in [`cases`] that panics when the
+//! store breaks the contract. [`conformance_suite!`] expands to one `#[tokio::test]`
+//! per case, each on a fresh store built by the expression you pass, so a backend's
+//! `tests/conformance.rs` is a few lines:
+//!
+//! ```ignore
+//! use annals_testing::Fixture;
+//!
+//! annals_testing::conformance_suite!(async { Fixture::new(annals_memory::MemoryEventStore::new()) });
+//! ```
+//!
+//! The expression is evaluated once per case and must produce a
+//! `Future<Output = Fixture>`. A [`Fixture`] may carry a teardown future (drop a
+//! PostgreSQL schema, delete a file) that runs after the case, also when it fails.
+//!
+//! A new behaviour is added here, never to one backend's tests.
+// Assertions are the point of this crate: a panic is a failing test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![deny(missing_docs)]
+
+pub mod cases;
+mod fixture;
+pub mod generators;
+
+pub use fixture::{run_case, Fixture};
+
+/// Expands to one `#[tokio::test]` per conformance case and property.
+///
+/// The argument is an expression producing a `Future<Output = Fixture>`; it is
+/// evaluated once per test, so every case gets a fresh, empty store.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($setup:expr) => {
+        $crate::__conformance_cases!($setup;
+            // contract: versions and expected versions
+            first_event_has_version_one,
+            versions_are_contiguous,
+            missing_stream_is_at_version_zero,
+            expected_any_appends_to_new_and_existing,
+            expected_no_stream_succeeds_on_new_stream,
+            expected_no_stream_fails_on_existing_stream,
+            expected_stream_exists_succeeds_on_existing_stream,
+            expected_stream_exists_fails_on_missing_stream,
+            expected_exact_succeeds_at_current_version,
+            expected_exact_fails_when_behind_or_ahead,
+            expected_exact_zero_means_no_stream,
+            conflict_reports_stream_expected_and_actual,
+            failed_append_writes_nothing,
+            empty_batch_is_noop_that_checks_expected,
+            // input validation
+            invalid_stream_ids_are_rejected,
+            stream_id_at_limit_is_accepted,
+            invalid_event_fields_are_rejected_and_nothing_written,
+            oversized_payload_is_rejected_and_nothing_written,
+            binary_and_unicode_payloads_round_trip,
+            // reads
+            read_stream_from_version,
+            read_stream_with_limit,
+            read_stream_of_missing_stream_is_empty,
+            read_stream_is_isolated_per_stream,
+            read_all_returns_everything_in_position_order,
+            read_all_from_position,
+            read_all_with_limit,
+            read_all_filters_by_event_type,
+            read_all_filters_by_stream_prefix,
+            read_all_combines_filters_and_limit,
+            positions_strictly_increase_across_streams,
+            append_result_matches_stored_events,
+            recorded_event_round_trips_all_fields,
+            get_event_by_id,
+            get_event_unknown_id_is_not_found,
+            // idempotency
+            idempotent_reappend_returns_original_result,
+            reused_event_id_with_different_content_is_rejected,
+            reused_event_id_in_another_stream_is_rejected,
+            duplicate_id_within_batch_is_rejected,
+            // snapshots
+            snapshot_save_and_load,
+            snapshot_load_missing_is_none,
+            snapshot_newer_replaces_older,
+            snapshot_older_than_stored_is_ignored,
+            snapshot_delete_removes_only_snapshot,
+            invalid_snapshot_is_rejected,
+            // scale and concurrency
+            large_batch_is_atomic,
+            concurrent_exact_appends_have_one_winner_per_version,
+            concurrent_appends_to_different_streams_all_succeed,
+            read_100k_events_through_stream_api,
+            // properties (proptest)
+            prop_random_appends_match_model,
+            prop_replay_is_deterministic,
+            prop_concurrent_exact_appends_never_both_succeed,
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_cases {
+    ($setup:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                $crate::run_case($setup, $crate::cases::$case).await;
+            }
+        )*
+    };
+}

@@ -13,7 +13,9 @@ pub struct Fixture {
 
 impl std::fmt::Debug for Fixture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Fixture").field("teardown", &self.teardown.is_some()).finish_non_exhaustive()
+        f.debug_struct("Fixture")
+            .field("teardown", &self.teardown.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -28,7 +30,10 @@ impl Fixture {
 
     /// Wraps a store that is already shared.
     pub fn from_arc(store: Arc<dyn EventStore>) -> Self {
-        Fixture { store, teardown: None }
+        Fixture {
+            store,
+            teardown: None,
+        }
     }
 
     /// Runs `teardown` after the case, whether it passed or failed.

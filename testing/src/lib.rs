@@ -17,7 +17,13 @@
 //!
 //! A new behaviour is added here, never to one backend's tests.
 // Assertions are the point of this crate: a panic is a failing test.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation
+)]
 #![deny(missing_docs)]
 
 pub mod cases;

@@ -1,0 +1,22 @@
+//! The conformance cases. Each is `pub async fn(Arc<dyn EventStore>)` on a fresh,
+//! empty store and panics (fails) when the store breaks the contract.
+//!
+//! Run them all with [`conformance_suite!`](crate::conformance_suite); call one
+//! directly to debug it.
+
+mod append;
+mod idempotency;
+mod properties;
+mod reads;
+mod scale;
+mod snapshots;
+mod support;
+mod validation;
+
+pub use append::*;
+pub use idempotency::*;
+pub use properties::*;
+pub use reads::*;
+pub use scale::*;
+pub use snapshots::*;
+pub use validation::*;

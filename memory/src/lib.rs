@@ -28,3 +28,16 @@ mod store;
 
 pub use annals_core::*;
 pub use store::MemoryEventStore;
+
+// The README's and the guides' code examples compile and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/getting-started.md")]
+struct GettingStartedDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/concepts.md")]
+struct ConceptsDoctests;

@@ -25,24 +25,36 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod aggregate;
 pub mod backend;
+pub mod codec;
 mod error;
 mod event;
 mod filter;
 mod ids;
 pub mod limits;
+mod policy;
+mod repository;
 mod snapshot;
 mod store;
 mod time;
+pub mod typed;
+mod upcast;
+mod variant;
 mod version;
 
+pub use aggregate::Aggregate;
 pub use error::{BoxError, Error, Result};
 pub use event::{Metadata, NewEvent, RecordedEvent, JSON_CONTENT_TYPE};
 pub use filter::ReadFilter;
 pub use ids::{EventId, StreamId};
+pub use policy::{RetryPolicy, SnapshotPolicy};
+pub use repository::{ExecuteError, Executed, Loaded, Repository};
 pub use snapshot::Snapshot;
 pub use store::{AppendResult, EventStore, EventStream};
 pub use time::Timestamp;
+pub use typed::DomainEvent;
+pub use upcast::{EventType, Upcasters};
 pub use version::{ExpectedVersion, Position, Version};
 
 /// Re-exported so backends and users name the same `futures` types.

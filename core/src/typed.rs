@@ -159,7 +159,7 @@ fn decode_recorded<E: DomainEvent, C: Codec>(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::panic)]
+    #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
     use super::*;
     use crate::{EventId, Position, StreamId, Timestamp, Version};
 

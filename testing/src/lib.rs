@@ -98,6 +98,13 @@ macro_rules! conformance_suite {
             prop_random_appends_match_model,
             prop_replay_is_deterministic,
             prop_concurrent_exact_appends_never_both_succeed,
+            // aggregates, repository and snapshots (annals-core's Repository)
+            aggregate_load_uses_snapshot_and_tail,
+            aggregate_concurrent_commands_retry_to_success,
+            aggregate_stale_snapshot_schema_is_ignored,
+            aggregate_old_event_versions_are_upcast,
+            prop_snapshot_plus_tail_equals_full_replay,
+            prop_deleting_snapshots_changes_no_loaded_state,
         );
     };
 }

@@ -4,6 +4,7 @@
 //! Run them all with [`conformance_suite!`](crate::conformance_suite); call one
 //! directly to debug it.
 
+mod aggregate;
 mod append;
 mod idempotency;
 mod properties;
@@ -13,6 +14,7 @@ mod snapshots;
 mod support;
 mod validation;
 
+pub use aggregate::*;
 pub use append::*;
 pub use idempotency::*;
 pub use properties::*;

@@ -1,0 +1,270 @@
+//! Opening a store: check the file without touching it, then connect and migrate.
+
+use std::{
+    io::Read,
+    path::{Path, PathBuf},
+};
+
+use sqlx::{
+    migrate::Migrator,
+    sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    },
+    ConnectOptions, Connection, Row,
+};
+
+use crate::{
+    error::backend,
+    options::{Location, SqliteOptions, Synchronous},
+    Error, Result,
+};
+
+/// The schema migrations in `migrations/sqlite/`, embedded at compile time.
+pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// The first 16 bytes of every SQLite database file.
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// Why [`SqliteEventStore::open`](crate::SqliteEventStore::open) refused a file.
+///
+/// Returned as the `source` of an [`Error::Backend`]; in each case the file was
+/// left exactly as it was. Find it with `std::error::Error::source` and
+/// `downcast_ref`:
+///
+/// ```
+/// use annals_sqlite::{OpenError, SqliteEventStore};
+///
+/// # async fn demo() {
+/// # let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("notes.txt");
+/// std::fs::write(&path, "not a database, just some text").unwrap();
+///
+/// let err = SqliteEventStore::open(&path).await.unwrap_err();
+/// assert!(matches!(OpenError::find(&err), Some(OpenError::NotADatabase { .. })));
+/// # }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(demo());
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The file exists but is not an SQLite database.
+    #[error("`{}` is not an SQLite database", path.display())]
+    NotADatabase {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The database was migrated by a newer version of annals-sqlite: it has schema
+    /// versions this code does not know, so writing to it could corrupt it.
+    #[error(
+        "`{}` has schema version(s) {unknown:?}, newer than this annals-sqlite knows (up to {known}); upgrade annals-sqlite",
+        path.display()
+    )]
+    SchemaTooNew {
+        /// The file.
+        path: PathBuf,
+        /// Applied schema versions this code does not know.
+        unknown: Vec<i64>,
+        /// The newest schema version this code knows.
+        known: i64,
+    },
+    /// A schema migration this code knows was applied with different SQL: the file
+    /// was created by an incompatible build.
+    #[error("`{}` applied schema version {version} differently than this annals-sqlite", path.display())]
+    SchemaMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The schema version whose checksum differs.
+        version: i64,
+    },
+}
+
+impl OpenError {
+    /// The [`OpenError`] behind an [`Error`] returned by `open`, if that is why it failed.
+    pub fn find(error: &Error) -> Option<&OpenError> {
+        match error {
+            Error::Backend { source, .. } => source.downcast_ref::<OpenError>(),
+            _ => None,
+        }
+    }
+
+    fn into_error(self) -> Error {
+        Error::backend("opening the SQLite event store", self)
+    }
+}
+
+/// The two pools a store runs on.
+pub(crate) struct Pools {
+    pub(crate) writer: SqlitePool,
+    pub(crate) readers: SqlitePool,
+}
+
+pub(crate) async fn connect(options: &SqliteOptions) -> Result<Pools> {
+    match &options.location {
+        Location::Memory => connect_memory(options).await,
+        Location::File(path) => connect_file(options, path).await,
+    }
+}
+
+fn base_options(options: &SqliteOptions) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .foreign_keys(true)
+        .busy_timeout(options.busy_timeout)
+        .statement_cache_capacity(options.statement_cache_capacity)
+}
+
+async fn connect_memory(options: &SqliteOptions) -> Result<Pools> {
+    let connect = base_options(options).in_memory(true).shared_cache(false);
+    // `:memory:` lives and dies with its connection: keep exactly one, forever.
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .acquire_timeout(options.acquire_timeout)
+        .connect_with(connect)
+        .await
+        .map_err(|e| backend("opening an in-memory SQLite database", e))?;
+    migrate(&pool).await?;
+    Ok(Pools {
+        writer: pool.clone(),
+        readers: pool,
+    })
+}
+
+async fn connect_file(options: &SqliteOptions, path: &Path) -> Result<Pools> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| backend(format!("creating the directory `{}`", parent.display()), e))?;
+    }
+    check_existing(options, path).await?;
+
+    let synchronous = match options.synchronous {
+        Synchronous::Normal => SqliteSynchronous::Normal,
+        Synchronous::Full => SqliteSynchronous::Full,
+    };
+    let connect = base_options(options)
+        .filename(path)
+        .synchronous(synchronous);
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .acquire_timeout(options.acquire_timeout)
+        .connect_with(
+            connect
+                .clone()
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal),
+        )
+        .await
+        .map_err(|e| backend(format!("opening `{}`", path.display()), e))?;
+    migrate(&writer).await?;
+    let readers = SqlitePoolOptions::new()
+        .max_connections(options.max_readers)
+        .min_connections(0)
+        .acquire_timeout(options.acquire_timeout)
+        .connect_with(connect.read_only(true))
+        .await
+        .map_err(|e| backend(format!("opening `{}` for reading", path.display()), e))?;
+    tracing::debug!(path = %path.display(), "opened SQLite event store");
+    Ok(Pools { writer, readers })
+}
+
+async fn migrate(pool: &SqlitePool) -> Result<()> {
+    MIGRATOR
+        .run(pool)
+        .await
+        .map_err(|e| backend("applying the SQLite schema migrations", e))
+}
+
+/// Refuses, before anything writes to it, a file that is not an SQLite database or
+/// whose schema is newer than ours. A missing or empty file is fine (it is created).
+async fn check_existing(options: &SqliteOptions, path: &Path) -> Result<()> {
+    let mut header = Vec::with_capacity(SQLITE_HEADER.len());
+    match std::fs::File::open(path) {
+        Ok(file) => {
+            file.take(SQLITE_HEADER.len() as u64)
+                .read_to_end(&mut header)
+                .map_err(|e| backend(format!("reading `{}`", path.display()), e))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(backend(format!("opening `{}`", path.display()), e)),
+    }
+    if header.is_empty() {
+        return Ok(());
+    }
+    if header != SQLITE_HEADER {
+        return Err(OpenError::NotADatabase {
+            path: path.to_owned(),
+        }
+        .into_error());
+    }
+
+    // A read-only connection cannot change the file.
+    let mut conn = base_options(options)
+        .filename(path)
+        .read_only(true)
+        .connect()
+        .await
+        .map_err(|e| backend(format!("opening `{}` read-only", path.display()), e))?;
+    let result = check_schema(&mut conn, path).await;
+    if let Err(e) = conn.close().await {
+        tracing::debug!(error = %e, "closing the read-only check connection failed");
+    }
+    result
+}
+
+async fn check_schema(conn: &mut sqlx::SqliteConnection, path: &Path) -> Result<()> {
+    let not_a_db = |e: sqlx::Error| -> Error {
+        // SQLITE_NOTADB (26): the header looked right but the file is not a database.
+        if let sqlx::Error::Database(db) = &e {
+            if db.code().as_deref() == Some("26") {
+                return OpenError::NotADatabase {
+                    path: path.to_owned(),
+                }
+                .into_error();
+            }
+        }
+        backend(format!("reading the schema of `{}`", path.display()), e)
+    };
+    let has_table: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = '_sqlx_migrations')",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(not_a_db)?;
+    if !has_table {
+        return Ok(());
+    }
+    let rows = sqlx::query("SELECT version, checksum FROM _sqlx_migrations ORDER BY version")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(not_a_db)?;
+    let mut unknown = Vec::new();
+    for row in rows {
+        let version: i64 = row.try_get(0).map_err(not_a_db)?;
+        let checksum: Vec<u8> = row.try_get(1).map_err(not_a_db)?;
+        match MIGRATOR.iter().find(|m| m.version == version) {
+            None => unknown.push(version),
+            Some(m) if *m.checksum != *checksum => {
+                return Err(OpenError::SchemaMismatch {
+                    path: path.to_owned(),
+                    version,
+                }
+                .into_error());
+            }
+            Some(_) => {}
+        }
+    }
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(OpenError::SchemaTooNew {
+            path: path.to_owned(),
+            unknown,
+            known: MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0),
+        }
+        .into_error())
+    }
+}

@@ -1,0 +1,159 @@
+//! [`SqliteOptions`]: where the store lives and how it talks to SQLite.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use crate::{Result, SqliteEventStore};
+
+/// How hard SQLite works to make a commit survive a power loss.
+///
+/// The store always runs in WAL mode. The difference is whether a commit waits for
+/// the write-ahead log to reach stable storage (`fsync`):
+///
+/// | mode | process crash (`kill -9`, panic, OOM) | OS crash or power loss |
+/// |---|---|---|
+/// | [`Normal`](Synchronous::Normal) (default) | every acknowledged append survives | the last appends before the crash may be lost; the file is never corrupt and no append is ever half-visible |
+/// | [`Full`](Synchronous::Full) | every acknowledged append survives | every acknowledged append survives (on storage that honours `fsync`) |
+///
+/// `Full` costs one `fsync` per append, which on most disks caps appends at a few
+/// hundred to a few thousand per second; batching events into one append amortises it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Synchronous {
+    /// `PRAGMA synchronous = NORMAL`: the WAL is synced at checkpoints, not on commit.
+    #[default]
+    Normal,
+    /// `PRAGMA synchronous = FULL`: the WAL is synced on every commit.
+    Full,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Location {
+    File(PathBuf),
+    Memory,
+}
+
+/// How to open a [`SqliteEventStore`]: the file, durability, timeouts, pool size.
+///
+/// ```
+/// use std::time::Duration;
+/// use annals_sqlite::{SqliteOptions, Synchronous};
+///
+/// # async fn demo() -> annals_sqlite::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("events.db");
+/// let store = SqliteOptions::new(path)
+///     .synchronous(Synchronous::Full)
+///     .busy_timeout(Duration::from_secs(10))
+///     .max_readers(8)
+///     .open()
+///     .await?;
+/// # drop(store);
+/// # Ok(()) }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+/// ```
+#[derive(Clone, Debug)]
+pub struct SqliteOptions {
+    pub(crate) location: Location,
+    pub(crate) synchronous: Synchronous,
+    pub(crate) busy_timeout: Duration,
+    pub(crate) acquire_timeout: Duration,
+    pub(crate) max_readers: u32,
+    pub(crate) statement_cache_capacity: usize,
+}
+
+impl SqliteOptions {
+    /// Default [`busy_timeout`](SqliteOptions::busy_timeout): 5 seconds.
+    pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Default [`acquire_timeout`](SqliteOptions::acquire_timeout): 30 seconds.
+    pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Default [`max_readers`](SqliteOptions::max_readers): 4 connections.
+    pub const DEFAULT_MAX_READERS: u32 = 4;
+
+    /// Options for a store in the file at `path` (created, with its parent
+    /// directories, if missing), with the defaults: [`Synchronous::Normal`], a 5 s
+    /// busy timeout, 4 reader connections.
+    pub fn new(path: impl AsRef<Path>) -> Self {
+        Self::at(Location::File(path.as_ref().to_owned()))
+    }
+
+    /// Options for a private in-memory store, gone when the store is dropped.
+    ///
+    /// Meant for tests. SQLite's `:memory:` database belongs to one connection, so an
+    /// in-memory store runs every read and write on a single connection:
+    /// operations queue behind each other instead of running in parallel.
+    pub fn in_memory() -> Self {
+        Self::at(Location::Memory)
+    }
+
+    fn at(location: Location) -> Self {
+        SqliteOptions {
+            location,
+            synchronous: Synchronous::default(),
+            busy_timeout: Self::DEFAULT_BUSY_TIMEOUT,
+            acquire_timeout: Self::DEFAULT_ACQUIRE_TIMEOUT,
+            max_readers: Self::DEFAULT_MAX_READERS,
+            statement_cache_capacity: 512,
+        }
+    }
+
+    /// The durability mode (see [`Synchronous`]).
+    #[must_use]
+    pub fn synchronous(mut self, synchronous: Synchronous) -> Self {
+        self.synchronous = synchronous;
+        self
+    }
+
+    /// How long SQLite waits for a lock held by **another process** before failing
+    /// with a backend error. Writers inside this process never wait on SQLite's lock:
+    /// they queue for the store's single writer connection instead.
+    #[must_use]
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// How long an operation waits for a free connection (readers) or for its turn
+    /// on the writer before failing with [`Error::Timeout`](crate::Error::Timeout).
+    #[must_use]
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// The most read connections open at once (at least 1). Reads run in parallel
+    /// with each other and with the writer. There is always exactly one writer
+    /// connection: SQLite allows one writer at a time, and queueing in-process
+    /// writers in front of one connection is what keeps `SQLITE_BUSY` away.
+    #[must_use]
+    pub fn max_readers(mut self, readers: u32) -> Self {
+        self.max_readers = readers.max(1);
+        self
+    }
+
+    /// How many prepared statements each connection keeps (default 512).
+    /// Multi-row inserts use one statement per batch size, so this bounds how many
+    /// batch sizes stay prepared.
+    #[must_use]
+    pub fn statement_cache_capacity(mut self, capacity: usize) -> Self {
+        self.statement_cache_capacity = capacity;
+        self
+    }
+
+    /// The database file, or `None` for an in-memory store.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.location {
+            Location::File(path) => Some(path),
+            Location::Memory => None,
+        }
+    }
+
+    /// Opens the store: creates the file if missing, checks it, applies migrations.
+    ///
+    /// Same as [`SqliteEventStore::open_with`].
+    pub async fn open(self) -> Result<SqliteEventStore> {
+        SqliteEventStore::open_with(self).await
+    }
+}

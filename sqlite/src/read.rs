@@ -1,0 +1,324 @@
+//! Reads: keyset-paged queries streamed from a reader connection, decoded row by row.
+//!
+//! A read runs as a sequence of short queries ("pages"), each continuing after the
+//! last row the previous one returned (`position > last` / `version > last`). A
+//! page holds a reader connection only while SQLite produces its rows, never while
+//! the caller processes them, so a slow consumer neither pins a connection nor
+//! keeps a read transaction open (which would stop WAL checkpoints and let the
+//! `-wal` file grow). Memory is bounded by one page: at most [`PAGE_ROWS`] rows and,
+//! about [`PAGE_BYTES`] of payload (plus one event).
+
+use annals_core::backend;
+use futures::{stream, StreamExt, TryStreamExt};
+use sqlx::{sqlite::SqliteRow, AssertSqlSafe, Row, SqlitePool};
+
+use crate::{
+    error::map_sqlx, Error, EventId, EventStream, Metadata, Position, ReadFilter, RecordedEvent,
+    Result, SqliteEventStore, StreamId, Timestamp, Version,
+};
+
+/// Most rows one page returns.
+pub(crate) const PAGE_ROWS: usize = 2048;
+
+/// Payload bytes after which a page stops early.
+pub(crate) const PAGE_BYTES: usize = 8 * 1024 * 1024;
+
+/// The columns [`decode_row`] expects, in order.
+pub(crate) const EVENT_COLUMNS: &str =
+    "position, event_id, stream_id, version, event_type, content_type, payload, metadata, recorded_at";
+
+/// Reuses the last decoded [`StreamId`] when consecutive rows share it (one
+/// allocation per run of events of one stream instead of one per event).
+#[derive(Default)]
+pub(crate) struct StreamIdCache(Option<StreamId>);
+
+impl StreamIdCache {
+    fn get(&mut self, name: &str) -> Result<StreamId> {
+        if let Some(id) = self.0.as_ref().filter(|id| id.as_str() == name) {
+            return Ok(id.clone());
+        }
+        let id = StreamId::new(name)
+            .map_err(|e| Error::backend(format!("stored stream id `{name}` is invalid"), e))?;
+        self.0 = Some(id.clone());
+        Ok(id)
+    }
+}
+
+fn column<'r, T>(row: &'r SqliteRow, index: usize) -> Result<T>
+where
+    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+{
+    row.try_get(index)
+        .map_err(|e| Error::backend("decoding a stored event", e))
+}
+
+/// Decodes one row selected with [`EVENT_COLUMNS`].
+pub(crate) fn decode_row(row: &SqliteRow, streams: &mut StreamIdCache) -> Result<RecordedEvent> {
+    let position: i64 = column(row, 0)?;
+    let id: &[u8] = column(row, 1)?;
+    let id = <[u8; 16]>::try_from(id)
+        .map_err(|e| Error::backend(format!("stored event id has {} bytes", id.len()), e))?;
+    let stream_id = streams.get(column(row, 2)?)?;
+    let version: i64 = column(row, 3)?;
+    let metadata: &str = column(row, 7)?;
+    let metadata = if metadata == "{}" {
+        Metadata::default()
+    } else {
+        Metadata::from_json(metadata)?
+    };
+    Ok(RecordedEvent::new(
+        EventId::from_bytes(id),
+        stream_id,
+        Version::new(backend::from_i64(version, "version")?),
+        Position::new(backend::from_i64(position, "position")?),
+        column(row, 4)?,
+        column(row, 6)?,
+        column(row, 5)?,
+        metadata,
+        Timestamp::from_unix_micros(column(row, 8)?),
+    ))
+}
+
+/// What a paged read asks for; `after` advances page by page.
+#[derive(Clone)]
+enum Query {
+    Stream { stream: StreamId, after: i64 },
+    All { after: i64, filter: ReadFilter },
+}
+
+impl Query {
+    fn sql_and_args(&self, limit: usize) -> (String, sqlx::sqlite::SqliteArguments) {
+        use sqlx::Arguments;
+        let mut args = sqlx::sqlite::SqliteArguments::default();
+        // Binding an i64 or a string cannot fail.
+        let mut bind = |value: BindValue<'_>| {
+            let result = match value {
+                BindValue::Int(v) => args.add(v),
+                BindValue::Text(v) => args.add(v.to_owned()),
+            };
+            if let Err(e) = result {
+                tracing::error!(error = %e, "binding a read parameter failed");
+            }
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        match self {
+            Query::Stream { stream, after } => {
+                bind(BindValue::Text(stream.as_str()));
+                bind(BindValue::Int(*after));
+                bind(BindValue::Int(limit));
+                (
+                    format!(
+                        "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ? AND version > ? ORDER BY version LIMIT ?"
+                    ),
+                    args,
+                )
+            }
+            Query::All { after, filter } => {
+                let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > ?");
+                bind(BindValue::Int(*after));
+                if let Some(prefix) = filter.stream_prefix.as_deref().filter(|p| !p.is_empty()) {
+                    // Byte-wise prefix as a range the (stream_id, version) index can use.
+                    sql.push_str(" AND stream_id >= ?");
+                    bind(BindValue::Text(prefix));
+                    if let Some(end) = prefix_end(prefix) {
+                        sql.push_str(" AND stream_id < ?");
+                        bind(BindValue::Text(&end));
+                    }
+                }
+                if let Some((first, rest)) = filter.event_types.split_first() {
+                    sql.push_str(" AND event_type IN (?");
+                    bind(BindValue::Text(first));
+                    for event_type in rest {
+                        sql.push_str(",?");
+                        bind(BindValue::Text(event_type));
+                    }
+                    sql.push(')');
+                }
+                sql.push_str(" ORDER BY position LIMIT ?");
+                bind(BindValue::Int(limit));
+                (sql, args)
+            }
+        }
+    }
+
+    fn advance(&mut self, last: &RecordedEvent) -> Result<()> {
+        match self {
+            Query::Stream { after, .. } => *after = backend::to_i64(last.version.get(), "version")?,
+            Query::All { after, .. } => *after = backend::to_i64(last.position.get(), "position")?,
+        }
+        Ok(())
+    }
+}
+
+enum BindValue<'a> {
+    Int(i64),
+    Text(&'a str),
+}
+
+/// The smallest string greater than every string that starts with `prefix`, or
+/// `None` if there is none. UTF-8 byte order is code point order, so incrementing
+/// the last code point that can be incremented (and dropping what follows) works.
+pub(crate) fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last {
+            '\u{D7FF}' => Some('\u{E000}'),
+            c => char::from_u32(u32::from(c) + 1),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+struct Pager {
+    pool: SqlitePool,
+    timeout: std::time::Duration,
+    query: Query,
+    remaining: u64,
+    done: bool,
+}
+
+impl Pager {
+    /// Fetches the next page; an empty page means the read is over.
+    async fn next_page(&mut self) -> Result<Vec<RecordedEvent>> {
+        let rows = usize::try_from(self.remaining).map_or(PAGE_ROWS, |r| r.min(PAGE_ROWS));
+        let (sql, args) = self.query.sql_and_args(rows);
+        let what = "reading events";
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(map_sqlx(what, self.timeout))?;
+        let mut page = Vec::with_capacity(rows.min(256));
+        let mut bytes = 0usize;
+        let mut cache = StreamIdCache::default();
+        let mut fetched = sqlx::query_with(AssertSqlSafe(sql), args).fetch(&mut *conn);
+        while let Some(row) = fetched
+            .try_next()
+            .await
+            .map_err(map_sqlx(what, self.timeout))?
+        {
+            let event = decode_row(&row, &mut cache)?;
+            bytes = bytes.saturating_add(event.payload.len());
+            page.push(event);
+            if bytes >= PAGE_BYTES {
+                break;
+            }
+        }
+        drop(fetched);
+        if page.len() < rows && bytes < PAGE_BYTES {
+            // A short page is the last one.
+            self.done = true;
+        }
+        if let Some(last) = page.last() {
+            self.query.advance(last)?;
+        }
+        self.remaining = self.remaining.saturating_sub(page.len() as u64);
+        if self.remaining == 0 {
+            self.done = true;
+        }
+        Ok(page)
+    }
+}
+
+fn paged(store: &SqliteEventStore, query: Query, limit: Option<u64>) -> EventStream<'static> {
+    let pager = Pager {
+        pool: store.readers.clone(),
+        timeout: store.acquire_timeout,
+        query,
+        remaining: limit.unwrap_or(u64::MAX),
+        done: limit == Some(0),
+    };
+    stream::unfold(pager, |mut pager| async move {
+        if pager.done {
+            return None;
+        }
+        let page = match pager.next_page().await {
+            Ok(page) => page.into_iter().map(Ok).collect::<Vec<_>>(),
+            Err(e) => {
+                pager.done = true;
+                vec![Err(e)]
+            }
+        };
+        if page.is_empty() {
+            return None;
+        }
+        Some((stream::iter(page), pager))
+    })
+    .flatten()
+    .boxed()
+}
+
+pub(crate) fn read_stream(
+    store: &SqliteEventStore,
+    stream: &StreamId,
+    from: Version,
+    limit: Option<u64>,
+) -> EventStream<'static> {
+    match backend::to_i64(from.get().saturating_sub(1), "version") {
+        Ok(after) => paged(
+            store,
+            Query::Stream {
+                stream: stream.clone(),
+                after,
+            },
+            limit,
+        ),
+        Err(_) => stream::empty().boxed(),
+    }
+}
+
+pub(crate) fn read_all(
+    store: &SqliteEventStore,
+    from: Position,
+    filter: ReadFilter,
+    limit: Option<u64>,
+) -> EventStream<'static> {
+    match backend::to_i64(from.get().saturating_sub(1), "position") {
+        Ok(after) => paged(store, Query::All { after, filter }, limit),
+        Err(_) => stream::empty().boxed(),
+    }
+}
+
+pub(crate) async fn get_event(store: &SqliteEventStore, id: EventId) -> Result<RecordedEvent> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?"
+    )))
+    .bind(id.as_bytes().to_vec())
+    .fetch_optional(&store.readers)
+    .await
+    .map_err(map_sqlx("reading an event by id", store.acquire_timeout))?;
+    match row {
+        Some(row) => decode_row(&row, &mut StreamIdCache::default()),
+        None => Err(Error::NotFound(format!("event {id}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn prefix_end_increments_the_last_code_point() {
+        assert_eq!(prefix_end("order-").as_deref(), Some("order."));
+        assert_eq!(prefix_end("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
+        assert_eq!(prefix_end("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_end("\u{10FFFF}\u{10FFFF}"), None);
+        assert_eq!(prefix_end("é").as_deref(), Some("ê"));
+    }
+
+    #[test]
+    fn prefix_range_matches_byte_prefix() {
+        let prefix = "ab\u{FFFF}";
+        let end = prefix_end(prefix).unwrap_or_default();
+        for s in ["ab\u{FFFF}", "ab\u{FFFF}zz", "ab\u{FFFF}\u{10FFFF}"] {
+            assert!(s >= prefix && s < end.as_str(), "{s:?}");
+        }
+        for s in ["ab", "ab\u{FFFE}", "ab\u{10000}", "ac"] {
+            assert!(!(s >= prefix && s < end.as_str()), "{s:?}");
+        }
+    }
+}

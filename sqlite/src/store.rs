@@ -1,0 +1,205 @@
+//! [`SqliteEventStore`]: the [`EventStore`] on one SQLite file.
+
+use std::{path::Path, time::Duration};
+
+use futures::{future::BoxFuture, FutureExt};
+use sqlx::SqlitePool;
+
+use crate::{
+    append, backend, error::map_sqlx, open, read, AppendResult, EventId, EventStore, EventStream,
+    ExpectedVersion, NewEvent, Position, ReadFilter, RecordedEvent, Result, Snapshot,
+    SqliteOptions, StreamId, Version,
+};
+
+/// An [`EventStore`] in an SQLite database file (or in memory, for tests).
+///
+/// Open it with [`SqliteEventStore::open`] or [`SqliteOptions`]. Clones share the
+/// same connections. Appends go through one writer connection, one
+/// `BEGIN IMMEDIATE` transaction each, queued in the order callers arrive; reads run
+/// on a pool of read-only connections, in parallel with each other and the writer
+/// (WAL mode).
+#[derive(Clone, Debug)]
+pub struct SqliteEventStore {
+    pub(crate) writer: SqlitePool,
+    pub(crate) readers: SqlitePool,
+    pub(crate) acquire_timeout: Duration,
+    pub(crate) options: SqliteOptions,
+}
+
+impl SqliteEventStore {
+    /// Opens (creating it and its parent directories if missing) the store in the
+    /// file at `path`, with default [`SqliteOptions`].
+    ///
+    /// Applies the embedded schema migrations before returning. Refuses, without
+    /// changing the file, a file that is not an SQLite database or whose schema is
+    /// newer than this version knows (see [`OpenError`](crate::OpenError)).
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(SqliteOptions::new(path)).await
+    }
+
+    /// A private, empty in-memory store (for tests; see [`SqliteOptions::in_memory`]).
+    pub async fn in_memory() -> Result<Self> {
+        Self::open_with(SqliteOptions::in_memory()).await
+    }
+
+    /// Opens a store with explicit options.
+    pub async fn open_with(options: SqliteOptions) -> Result<Self> {
+        let pools = open::connect(&options).await?;
+        Ok(SqliteEventStore {
+            writer: pools.writer,
+            readers: pools.readers,
+            acquire_timeout: options.acquire_timeout,
+            options,
+        })
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &SqliteOptions {
+        &self.options
+    }
+
+    /// The database file, or `None` for an in-memory store.
+    pub fn path(&self) -> Option<&Path> {
+        self.options.path()
+    }
+
+    /// Waits for running operations, then closes every connection (checkpointing
+    /// the WAL into the database file). Later operations on this store or its
+    /// clones fail.
+    pub async fn close(&self) {
+        self.readers.close().await;
+        self.writer.close().await;
+    }
+
+    /// The underlying writer pool (one connection), for maintenance such as
+    /// `VACUUM INTO` backups. Anything written through it bypasses the store's
+    /// checks; keep to reads and maintenance statements.
+    pub fn writer_pool(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    async fn save_snapshot_now(&self, stream: &StreamId, snapshot: Snapshot) -> Result<()> {
+        snapshot.validate()?;
+        let version = backend::to_i64(snapshot.version.get(), "snapshot version")?;
+        sqlx::query(
+            "INSERT INTO snapshots (stream_id, version, content_type, schema_version, state) \
+             VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, \
+             content_type = excluded.content_type, schema_version = excluded.schema_version, \
+             state = excluded.state WHERE excluded.version >= snapshots.version",
+        )
+        .bind(stream.as_str())
+        .bind(version)
+        .bind(snapshot.content_type)
+        .bind(i64::from(snapshot.schema_version))
+        .bind(snapshot.state)
+        .execute(&self.writer)
+        .await
+        .map_err(map_sqlx("saving a snapshot", self.acquire_timeout))?;
+        Ok(())
+    }
+
+    async fn load_snapshot_now(&self, stream: &StreamId) -> Result<Option<Snapshot>> {
+        let row: Option<(i64, String, i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT version, content_type, schema_version, state FROM snapshots WHERE stream_id = ?",
+        )
+        .bind(stream.as_str())
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(map_sqlx("loading a snapshot", self.acquire_timeout))?;
+        let Some((version, content_type, schema_version, state)) = row else {
+            return Ok(None);
+        };
+        let schema_version = u32::try_from(schema_version).map_err(|e| {
+            crate::Error::backend(
+                format!("stored snapshot schema version {schema_version}"),
+                e,
+            )
+        })?;
+        Ok(Some(
+            Snapshot::new(
+                Version::new(backend::from_i64(version, "snapshot version")?),
+                state,
+            )
+            .with_content_type(content_type)
+            .with_schema_version(schema_version),
+        ))
+    }
+
+    async fn stream_version_now(&self, stream: &StreamId) -> Result<Version> {
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM events WHERE stream_id = ?")
+                .bind(stream.as_str())
+                .fetch_one(&self.readers)
+                .await
+                .map_err(map_sqlx("reading a stream version", self.acquire_timeout))?;
+        Ok(Version::new(backend::from_i64(
+            version.unwrap_or(0),
+            "version",
+        )?))
+    }
+}
+
+impl EventStore for SqliteEventStore {
+    fn append<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> BoxFuture<'a, Result<AppendResult>> {
+        append::append(self, stream, expected, events).boxed()
+    }
+
+    fn read_stream<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        from: Version,
+        limit: Option<u64>,
+    ) -> EventStream<'a> {
+        read::read_stream(self, stream, from, limit)
+    }
+
+    fn read_all<'a>(
+        &'a self,
+        from: Position,
+        filter: ReadFilter,
+        limit: Option<u64>,
+    ) -> EventStream<'a> {
+        read::read_all(self, from, filter, limit)
+    }
+
+    fn stream_version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Version>> {
+        self.stream_version_now(stream).boxed()
+    }
+
+    fn get_event(&self, id: EventId) -> BoxFuture<'_, Result<RecordedEvent>> {
+        read::get_event(self, id).boxed()
+    }
+
+    fn save_snapshot<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        snapshot: Snapshot,
+    ) -> BoxFuture<'a, Result<()>> {
+        self.save_snapshot_now(stream, snapshot).boxed()
+    }
+
+    fn load_snapshot<'a>(
+        &'a self,
+        stream: &'a StreamId,
+    ) -> BoxFuture<'a, Result<Option<Snapshot>>> {
+        self.load_snapshot_now(stream).boxed()
+    }
+
+    fn delete_snapshot<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<()>> {
+        async move {
+            sqlx::query("DELETE FROM snapshots WHERE stream_id = ?")
+                .bind(stream.as_str())
+                .execute(&self.writer)
+                .await
+                .map_err(map_sqlx("deleting a snapshot", self.acquire_timeout))?;
+            Ok(())
+        }
+        .boxed()
+    }
+}

@@ -1,3 +1,89 @@
-//! Postgres backend for annals (work in progress).
+//! The **PostgreSQL backend** of annals: an [`EventStore`] for many concurrent
+//! writers and readers, on [sqlx](https://docs.rs/sqlx).
+//!
+//! This crate re-exports the whole `annals-core` API, so it is the only annals
+//! dependency an application needs.
+//!
+//! # A guided tour
+//!
+//! **Connect.** [`PostgresEventStore::connect`] takes a connection URL, creates the
+//! store's schema (`annals` by default, see [`PostgresOptions::schema`]) and runs
+//! the embedded migrations. [`PostgresEventStore::from_pool`] shares a pool your
+//! application already has.
+//!
+//! ```no_run
+//! use annals_postgres::{
+//!     EventStore, ExpectedVersion, NewEvent, Position, PostgresEventStore, PostgresOptions,
+//!     ReadFilter, StreamId, Version,
+//! };
+//! use futures::TryStreamExt;
+//!
+//! # async fn demo() -> annals_postgres::Result<()> {
+//! let store = PostgresEventStore::connect_with(
+//!     "postgres://postgres@127.0.0.1:5432/postgres",
+//!     PostgresOptions::new().schema("shop"),
+//! )
+//! .await?;
+//!
+//! // Append with an optimistic-concurrency check: the stream must be new.
+//! let order = StreamId::new("order-42")?;
+//! let placed = NewEvent::json("OrderPlaced.v1", &serde_json::json!({"total": 30}))?;
+//! let appended = store.append(&order, ExpectedVersion::NoStream, vec![placed]).await?;
+//! assert_eq!(appended.version, Version::new(1));
+//!
+//! // Read one stream back, in version order…
+//! let events: Vec<_> = store.read_stream(&order, Version::FIRST, None).try_collect().await?;
+//! assert_eq!(events.len(), 1);
+//!
+//! // …or follow the global log from a checkpoint, in position order.
+//! let mut checkpoint = Position::START;
+//! let mut log = store.read_all(checkpoint, ReadFilter::new().stream_prefix("order-"), None);
+//! while let Some(event) = log.try_next().await? {
+//!     checkpoint = event.position.next();
+//! }
+//! # let _ = checkpoint;
+//! # Ok(()) }
+//! ```
+//!
+//! **Concurrency.** Versions are protected by a `UNIQUE (stream_id, version)`
+//! constraint: of two appends racing for the same version exactly one wins and the
+//! other gets [`Error::Conflict`]. Each append is one statement (one round trip),
+//! however many events it carries.
+//!
+//! **Global order, gap-safe.** Positions come from an identity column, allocated
+//! when an append *starts* but visible when it *commits*, so a naive
+//! `WHERE position > last` reader could skip a slow append. This store hands out
+//! positions and transaction ids in the same order (a short advisory lock around
+//! just that step, not around the commit) and [`read_all`](EventStore::read_all)
+//! returns only events whose transaction is older than every transaction still
+//! running. A reader that has seen position `P` therefore never later sees a new
+//! event below `P`. The full argument, and what it costs, is in
+//! `docs/backends/postgres.md`.
+//!
+//! **Time bounds.** Every call is bounded by [`PostgresOptions::operation_timeout`]
+//! on the client and (for pools the store builds) by a server-side
+//! `statement_timeout`; both surface as [`Error::Timeout`], so a frozen server
+//! cannot hang a caller.
+//!
+//! **Schema.** `events` (position, event id, stream id, version, type, content
+//! type, `bytea` payload, `jsonb` metadata, `timestamptz` recorded_at, `xid8`
+//! transaction id) and `snapshots` (one per stream, newest wins), created by the
+//! plain-SQL migrations in `migrations/postgres/`.
 #![deny(missing_docs)]
+
+mod append;
+mod error;
+mod options;
+mod read;
+mod sql;
+mod store;
+
 pub use annals_core::*;
+pub use append::MAX_BATCH_BYTES;
+pub use options::PostgresOptions;
+pub use store::PostgresEventStore;
+
+/// The sqlx types this crate's API mentions ([`PgPool`](sqlx::PgPool),
+/// [`PgConnectOptions`](sqlx::postgres::PgConnectOptions)), re-exported so you
+/// use the same sqlx version.
+pub use sqlx;

@@ -29,6 +29,8 @@
 pub mod cases;
 mod fixture;
 pub mod generators;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 pub use fixture::{run_case, Fixture};
 

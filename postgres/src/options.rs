@@ -1,0 +1,253 @@
+//! [`PostgresOptions`]: which schema the store uses and how it talks to PostgreSQL.
+
+use std::time::Duration;
+
+use crate::{Error, Result};
+
+/// How a [`PostgresEventStore`](crate::PostgresEventStore) uses its database: the
+/// schema it lives in, the pool size and the time bounds.
+///
+/// Every setting has a documented default, so `PostgresOptions::default()` is a
+/// working configuration. Options are checked when the store connects: an invalid
+/// schema name is an [`Error::InvalidInput`] then.
+///
+/// ```
+/// use std::time::Duration;
+/// use annals_postgres::PostgresOptions;
+///
+/// let options = PostgresOptions::new()
+///     .schema("billing_events")
+///     .max_connections(20)
+///     .operation_timeout(Duration::from_secs(5))
+///     .statement_timeout(Some(Duration::from_secs(4)))
+///     .application_name("billing-service");
+/// assert_eq!(options.schema_name(), "billing_events");
+/// assert!(options.validate().is_ok());
+/// assert!(PostgresOptions::new().schema("drop table x;").validate().is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostgresOptions {
+    pub(crate) schema: String,
+    pub(crate) max_connections: u32,
+    pub(crate) acquire_timeout: Duration,
+    pub(crate) operation_timeout: Duration,
+    pub(crate) statement_timeout: Option<Duration>,
+    pub(crate) read_settle_timeout: Duration,
+    pub(crate) page_size: u32,
+    pub(crate) application_name: Option<String>,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            schema: Self::DEFAULT_SCHEMA.to_owned(),
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            acquire_timeout: Self::DEFAULT_ACQUIRE_TIMEOUT,
+            operation_timeout: Self::DEFAULT_OPERATION_TIMEOUT,
+            statement_timeout: Some(Self::DEFAULT_STATEMENT_TIMEOUT),
+            read_settle_timeout: Self::DEFAULT_READ_SETTLE_TIMEOUT,
+            page_size: Self::DEFAULT_PAGE_SIZE,
+            application_name: None,
+        }
+    }
+}
+
+impl PostgresOptions {
+    /// Default [`schema`](PostgresOptions::schema): `annals`.
+    pub const DEFAULT_SCHEMA: &'static str = "annals";
+    /// Default [`max_connections`](PostgresOptions::max_connections): 10.
+    pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+    /// Default [`acquire_timeout`](PostgresOptions::acquire_timeout): 10 seconds.
+    pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Default [`operation_timeout`](PostgresOptions::operation_timeout): 30 seconds.
+    pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Default [`statement_timeout`](PostgresOptions::statement_timeout): 25 seconds.
+    pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(25);
+    /// Default [`read_settle_timeout`](PostgresOptions::read_settle_timeout): 2 seconds.
+    pub const DEFAULT_READ_SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
+    /// Default [`page_size`](PostgresOptions::page_size): 1,000 rows per query.
+    pub const DEFAULT_PAGE_SIZE: u32 = 1000;
+    /// Longest schema name PostgreSQL accepts, in bytes.
+    pub const MAX_SCHEMA_LEN: usize = 63;
+
+    /// The defaults (same as [`Default`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The schema holding the store's tables (default `annals`), created on connect
+    /// if missing. Several stores can share a database in different schemas.
+    ///
+    /// Must be a plain identifier: 1 to 63 bytes of ASCII letters, digits and `_`,
+    /// not starting with a digit and not starting with `pg_`. It is used exactly as
+    /// written (quoted), so `Billing` and `billing` are different schemas.
+    #[must_use]
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// Largest number of pooled connections (default 10). Only used by
+    /// [`connect`](crate::PostgresEventStore::connect_with); a pool passed to
+    /// [`from_pool`](crate::PostgresEventStore::from_pool) keeps its own size.
+    #[must_use]
+    pub fn max_connections(mut self, max: u32) -> Self {
+        self.max_connections = max.max(1);
+        self
+    }
+
+    /// How long a call waits for a pooled connection, including opening a new one
+    /// (default 10 s). Exceeding it is [`Error::Timeout`]. Only used when the store
+    /// builds its own pool.
+    #[must_use]
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// Client-side bound on one store call (one page of a read) (default 30 s).
+    ///
+    /// Exceeding it is [`Error::Timeout`]. This is what turns an unresponsive or
+    /// frozen server into an error instead of a hang: a server-side
+    /// [`statement_timeout`](PostgresOptions::statement_timeout) cannot fire on a
+    /// server that does not run. An append that timed out may or may not have been
+    /// applied; re-sending it with the same event ids is safe.
+    #[must_use]
+    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout;
+        self
+    }
+
+    /// Server-side `statement_timeout` set on every connection the store opens
+    /// (default 25 s; `None` keeps the server's setting). A statement cancelled by it
+    /// is [`Error::Timeout`]. Only used when the store builds its own pool.
+    #[must_use]
+    pub fn statement_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.statement_timeout = timeout;
+        self
+    }
+
+    /// How long [`read_all`](crate::EventStore::read_all) waits for events that are
+    /// committed but not yet safe to return (default 2 s).
+    ///
+    /// An event is safe once every transaction that started appending before it has
+    /// finished (see the crate docs on ordering). That normally takes
+    /// milliseconds; a long-running write transaction elsewhere in the cluster can
+    /// delay it. After this bound `read_all` ends early with the safe prefix — it
+    /// never returns an event past one that is not safe — and the next call picks
+    /// up the rest.
+    #[must_use]
+    pub fn read_settle_timeout(mut self, timeout: Duration) -> Self {
+        self.read_settle_timeout = timeout;
+        self
+    }
+
+    /// How many rows one read query fetches (default 1,000). Reads are paged, so
+    /// memory stays bounded by one page however long the read.
+    #[must_use]
+    pub fn page_size(mut self, rows: u32) -> Self {
+        self.page_size = rows.max(1);
+        self
+    }
+
+    /// The `application_name` of the store's connections (visible in
+    /// `pg_stat_activity`). Only used when the store builds its own pool; for a
+    /// connection URL, `?application_name=` works too.
+    #[must_use]
+    pub fn application_name(mut self, name: impl Into<String>) -> Self {
+        self.application_name = Some(name.into());
+        self
+    }
+
+    /// The configured schema name.
+    pub fn schema_name(&self) -> &str {
+        &self.schema
+    }
+
+    /// Checks the options: the schema name must be a plain identifier (see
+    /// [`schema`](PostgresOptions::schema)) and the application name must not
+    /// contain NUL. Errors are [`Error::InvalidInput`].
+    pub fn validate(&self) -> Result<()> {
+        validate_schema_name(&self.schema)?;
+        if let Some(name) = &self.application_name {
+            if name.contains('\0') {
+                return Err(Error::invalid_input(
+                    "application name contains a NUL character",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks that `schema` is a plain identifier we can quote safely.
+pub(crate) fn validate_schema_name(schema: &str) -> Result<()> {
+    let invalid = |why: &str| {
+        Err(Error::invalid_input(format!(
+            "schema name `{}` is not allowed: {why}",
+            schema.escape_debug()
+        )))
+    };
+    if schema.is_empty() {
+        return invalid("it is empty");
+    }
+    if schema.len() > PostgresOptions::MAX_SCHEMA_LEN {
+        return invalid("PostgreSQL identifiers are at most 63 bytes");
+    }
+    if schema.starts_with(|c: char| c.is_ascii_digit()) {
+        return invalid("it starts with a digit");
+    }
+    if !schema
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return invalid("use only ASCII letters, digits and `_`");
+    }
+    if schema.to_ascii_lowercase().starts_with("pg_") {
+        return invalid("names starting with `pg_` are reserved by PostgreSQL");
+    }
+    Ok(())
+}
+
+/// The schema name as a quoted SQL identifier. Only called on validated names,
+/// which contain no quote; doubling quotes keeps it correct regardless.
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_plain_identifiers() {
+        for name in ["annals", "Billing_2", "_x", &"a".repeat(63)] {
+            assert!(validate_schema_name(name).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn rejects_everything_else() {
+        for name in [
+            "",
+            "1abc",
+            "a-b",
+            "a b",
+            "a\"b",
+            "a;drop",
+            "a\0b",
+            "pg_catalog",
+            "PG_x",
+            "é",
+            &"a".repeat(64),
+        ] {
+            let err = validate_schema_name(name).unwrap_err();
+            assert!(err.is_invalid_input(), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn quotes() {
+        assert_eq!(quote_ident("annals"), "\"annals\"");
+    }
+}

@@ -1,8 +1,146 @@
-//! Placeholder until this group is written.
-#![allow(missing_docs)]
-use criterion::{criterion_group, criterion_main, Criterion};
+//! In-memory backend: append and replay throughput (events/s).
+//!
+//! `cargo bench -p annals-benches --bench memory` (add `-- --quick` for a short run).
+//! There is no raw engine under this backend, so the ratio base is a plain
+//! `Vec::push`/iteration of the same events behind the same `RwLock`.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-fn placeholder(_c: &mut Criterion) {}
+use std::{sync::Arc, time::Duration};
 
-criterion_group!(benches, placeholder);
+use annals_memory::{
+    EventStore, ExpectedVersion, MemoryEventStore, NewEvent, Position, ReadFilter, StreamId,
+    Version,
+};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use futures::StreamExt;
+
+fn events(n: usize) -> Vec<NewEvent> {
+    (0..n)
+        .map(|i| {
+            NewEvent::new(
+                "OrderPlaced.v1",
+                format!(r#"{{"order":{i},"customer":"ada","total":3000}}"#),
+            )
+        })
+        .collect()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn append(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("memory/append");
+    group.measurement_time(Duration::from_secs(3));
+    for size in [1usize, 10, 100, 1000] {
+        group.throughput(Throughput::Elements(size as u64));
+        let store = MemoryEventStore::new();
+        let stream = StreamId::new("bench").unwrap();
+        group.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, &size| {
+            b.to_async(&rt).iter_batched(
+                || events(size),
+                |batch| {
+                    let (store, stream) = (&store, &stream);
+                    async move {
+                        store
+                            .append(stream, ExpectedVersion::Any, batch)
+                            .await
+                            .unwrap()
+                    }
+                },
+                BatchSize::SmallInput,
+            );
+        });
+    }
+    group.finish();
+
+    // Single-event appends from 1 and 16 concurrent tasks, each to its own stream.
+    let mut group = c.benchmark_group("memory/append_single");
+    group.measurement_time(Duration::from_secs(3));
+    const PER_TASK: usize = 200;
+    for tasks in [1usize, 16] {
+        group.throughput(Throughput::Elements((tasks * PER_TASK) as u64));
+        group.bench_with_input(BenchmarkId::new("tasks", tasks), &tasks, |b, &tasks| {
+            b.to_async(&rt).iter_batched(
+                || {
+                    (
+                        Arc::new(MemoryEventStore::new()),
+                        (0..tasks).map(|_| events(PER_TASK)).collect::<Vec<_>>(),
+                    )
+                },
+                |(store, per_task)| async move {
+                    let handles: Vec<_> = per_task
+                        .into_iter()
+                        .enumerate()
+                        .map(|(t, evs)| {
+                            let store = Arc::clone(&store);
+                            tokio::spawn(async move {
+                                let stream = StreamId::new(format!("task-{t}")).unwrap();
+                                for e in evs {
+                                    store
+                                        .append(&stream, ExpectedVersion::Any, vec![e])
+                                        .await
+                                        .unwrap();
+                                }
+                            })
+                        })
+                        .collect();
+                    for h in handles {
+                        h.await.unwrap();
+                    }
+                },
+                BatchSize::LargeInput,
+            );
+        });
+    }
+    group.finish();
+}
+
+fn replay(c: &mut Criterion) {
+    const TOTAL: usize = 100_000;
+    let rt = runtime();
+    let store = MemoryEventStore::new();
+    let stream = StreamId::new("replay").unwrap();
+    rt.block_on(async {
+        for chunk in 0..TOTAL / 1000 {
+            store
+                .append(
+                    &stream,
+                    ExpectedVersion::Exact(Version::new((chunk * 1000) as u64)),
+                    events(1000),
+                )
+                .await
+                .unwrap();
+        }
+    });
+    let mut group = c.benchmark_group("memory/replay");
+    group.throughput(Throughput::Elements(TOTAL as u64));
+    group.sample_size(10);
+    group.bench_function("read_stream/100000", |b| {
+        b.to_async(&rt).iter(|| async {
+            let n = store
+                .read_stream(&stream, Version::FIRST, None)
+                .fold(0usize, |n, e| async move { n + usize::from(e.is_ok()) })
+                .await;
+            assert_eq!(n, TOTAL);
+        });
+    });
+    group.bench_function("read_all/100000", |b| {
+        b.to_async(&rt).iter(|| async {
+            let n = store
+                .read_all(Position::START, ReadFilter::new(), None)
+                .fold(0usize, |n, e| async move { n + usize::from(e.is_ok()) })
+                .await;
+            assert_eq!(n, TOTAL);
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, append, replay);
 criterion_main!(benches);

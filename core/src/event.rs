@@ -85,10 +85,28 @@ impl Metadata {
 
     /// Checks the metadata against the store's rules and returns its JSON text.
     pub(crate) fn validated_json(&self) -> Result<String> {
-        let value =
-            serde_json::to_value(self).map_err(|e| Error::codec("encoding event metadata", e))?;
-        limits::check_json_text("event metadata", &value)?;
-        let json = value.to_string();
+        if self.is_empty() {
+            return Ok("{}".to_owned());
+        }
+        for (what, id) in [
+            ("correlation id", &self.correlation_id),
+            ("causation id", &self.causation_id),
+        ] {
+            if id.as_deref().is_some_and(|id| id.contains('\0')) {
+                return Err(Error::invalid_input(format!(
+                    "event metadata {what} contains a NUL character"
+                )));
+            }
+        }
+        for (key, value) in &self.extra {
+            if key.contains('\0') {
+                return Err(Error::invalid_input(
+                    "event metadata key contains a NUL character",
+                ));
+            }
+            limits::check_json_text("event metadata", value)?;
+        }
+        let json = self.to_json()?;
         if json.len() > limits::MAX_METADATA_LEN {
             return Err(Error::invalid_input(format!(
                 "event metadata is {} bytes; the limit is {}",
@@ -175,7 +193,15 @@ impl NewEvent {
     pub fn validate(&self) -> Result<String> {
         limits::check_name("event type", &self.event_type)?;
         limits::check_name("content type", &self.content_type)?;
-        limits::check_payload(&format!("payload of event {}", self.id), self.payload.len())?;
+        if self.payload.len() > limits::MAX_PAYLOAD_LEN {
+            return Err(Error::invalid_input(format!(
+                "payload of event {} (`{}`) is {} bytes; the limit is {}",
+                self.id,
+                self.event_type,
+                self.payload.len(),
+                limits::MAX_PAYLOAD_LEN
+            )));
+        }
         self.metadata.validated_json()
     }
 

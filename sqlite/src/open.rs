@@ -201,10 +201,15 @@ async fn check_existing(options: &SqliteOptions, path: &Path) -> Result<()> {
         .into_error());
     }
 
-    // A read-only connection cannot change the file.
+    // A read-only connection cannot change the file. Without a WAL to replay, open
+    // it `immutable` too, so SQLite does not even create `-wal`/`-shm` companions.
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal_has_frames = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
     let mut conn = base_options(options)
         .filename(path)
         .read_only(true)
+        .immutable(!wal_has_frames)
         .connect()
         .await
         .map_err(|e| backend(format!("opening `{}` read-only", path.display()), e))?;

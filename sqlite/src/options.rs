@@ -142,6 +142,26 @@ impl SqliteOptions {
         self
     }
 
+    /// The durability mode.
+    pub fn get_synchronous(&self) -> Synchronous {
+        self.synchronous
+    }
+
+    /// The busy timeout.
+    pub fn get_busy_timeout(&self) -> Duration {
+        self.busy_timeout
+    }
+
+    /// The connection acquire timeout.
+    pub fn get_acquire_timeout(&self) -> Duration {
+        self.acquire_timeout
+    }
+
+    /// The most read connections.
+    pub fn get_max_readers(&self) -> u32 {
+        self.max_readers
+    }
+
     /// The database file, or `None` for an in-memory store.
     pub fn path(&self) -> Option<&Path> {
         match &self.location {

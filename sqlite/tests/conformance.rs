@@ -1,6 +1,6 @@
 //! The shared conformance suite against file-backed stores, one temporary directory
 //! per case.
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::expect_used)]
 
 use annals_sqlite::SqliteEventStore;
 use annals_testing::Fixture;

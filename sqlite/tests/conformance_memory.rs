@@ -1,5 +1,5 @@
 //! The shared conformance suite against in-memory stores.
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::expect_used)]
 
 use annals_sqlite::SqliteEventStore;
 use annals_testing::Fixture;

@@ -1,0 +1,300 @@
+//! Bad input and bad files: typed errors, and nothing changed.
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation
+)]
+
+use std::path::{Path, PathBuf};
+
+use annals_sqlite::{
+    futures::TryStreamExt, limits, EventId, EventStore, ExpectedVersion, NewEvent, OpenError,
+    Position, ReadFilter, RecordedEvent, Snapshot, SqliteEventStore, StreamId, Version,
+};
+
+fn event(n: u64) -> NewEvent {
+    NewEvent::json("Noted", &serde_json::json!({ "n": n })).unwrap()
+}
+
+async fn everything(store: &SqliteEventStore) -> Vec<RecordedEvent> {
+    store
+        .read_all(Position::START, ReadFilter::new(), None)
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+/// A file's length and a checksum of its bytes (FNV-1a), or `None` if missing.
+type Fingerprint = Option<(usize, u64)>;
+
+fn fingerprint(bytes: &[u8]) -> (usize, u64) {
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (bytes.len(), hash)
+}
+
+/// The database file and its WAL/shared-memory companions, fingerprinted.
+fn files(path: &Path) -> Vec<(PathBuf, Fingerprint)> {
+    ["", "-wal", "-shm", "-journal"]
+        .iter()
+        .map(|suffix| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            let file = PathBuf::from(name);
+            let bytes = std::fs::read(&file).ok();
+            (file, bytes.as_deref().map(fingerprint))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_sqlite_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in [
+        (
+            "text.db",
+            b"these are my notes, please do not overwrite them\n".repeat(100),
+        ),
+        ("short.db", b"tiny".to_vec()),
+        ("binary.db", (0..=255u8).cycle().take(8192).collect()),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        let before = files(&path);
+        let err = SqliteEventStore::open(&path).await.unwrap_err();
+        assert!(
+            matches!(OpenError::find(&err), Some(OpenError::NotADatabase { .. })),
+            "{name}: expected NotADatabase, got {err:?}"
+        );
+        assert!(err.to_string().contains("backend error"), "{err}");
+        assert_eq!(files(&path), before, "{name} was modified");
+    }
+}
+
+#[tokio::test]
+async fn a_corrupt_file_with_an_sqlite_header_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("corrupt.db");
+    let mut bytes = b"SQLite format 3\0".to_vec();
+    bytes.extend((0..4096u32).map(|i| (i * 31 % 251) as u8));
+    std::fs::write(&path, &bytes).unwrap();
+    let before = files(&path);
+    let err = SqliteEventStore::open(&path).await.unwrap_err();
+    assert!(
+        matches!(err, annals_sqlite::Error::Backend { .. }),
+        "{err:?}"
+    );
+    assert_eq!(files(&path), before);
+}
+
+#[tokio::test]
+async fn a_database_with_a_newer_schema_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    let store = SqliteEventStore::open(&path).await.unwrap();
+    let stream = StreamId::new("kept").unwrap();
+    store
+        .append(&stream, ExpectedVersion::NoStream, vec![event(1)])
+        .await
+        .unwrap();
+    // A future annals-sqlite applied migration 99990101000000.
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99990101000000, 'from the future', TRUE, x'00', 0)",
+    )
+    .execute(store.writer_pool())
+    .await
+    .unwrap();
+    store.close().await;
+
+    let before = files(&path);
+    let err = SqliteEventStore::open(&path).await.unwrap_err();
+    match OpenError::find(&err) {
+        Some(OpenError::SchemaTooNew { unknown, known, .. }) => {
+            assert_eq!(unknown, &vec![99_990_101_000_000]);
+            assert!(*known >= 1);
+        }
+        other => panic!("expected SchemaTooNew, got {other:?} from {err:?}"),
+    }
+    assert_eq!(files(&path), before, "the newer database was modified");
+}
+
+#[tokio::test]
+async fn rejected_appends_and_snapshots_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    let store = SqliteEventStore::open(&path).await.unwrap();
+    let stream = StreamId::new("orders").unwrap();
+    let first = event(1);
+    store
+        .append(
+            &stream,
+            ExpectedVersion::NoStream,
+            vec![first.clone(), event(2)],
+        )
+        .await
+        .unwrap();
+    store
+        .save_snapshot(&stream, Snapshot::new(Version::new(2), b"{}".to_vec()))
+        .await
+        .unwrap();
+    store.close().await;
+    let before_bytes = files(&path);
+
+    let store = SqliteEventStore::open(&path).await.unwrap();
+    let before = everything(&store).await;
+    let oversized = NewEvent::new("Big", vec![0u8; limits::MAX_PAYLOAD_LEN + 1]);
+    let attempts: Vec<(&str, annals_sqlite::Result<_>)> = vec![
+        (
+            "oversized payload",
+            store
+                .append(&stream, ExpectedVersion::Any, vec![event(3), oversized])
+                .await,
+        ),
+        (
+            "NUL in event type",
+            store
+                .append(
+                    &stream,
+                    ExpectedVersion::Any,
+                    vec![event(3), NewEvent::new("a\0b", b"{}".to_vec())],
+                )
+                .await,
+        ),
+        (
+            "empty content type",
+            store
+                .append(
+                    &stream,
+                    ExpectedVersion::Any,
+                    vec![event(3).with_content_type("")],
+                )
+                .await,
+        ),
+        ("duplicate id in batch", {
+            let id = EventId::new();
+            store
+                .append(
+                    &stream,
+                    ExpectedVersion::Any,
+                    vec![event(3).with_id(id), event(4).with_id(id)],
+                )
+                .await
+        }),
+        (
+            "reused id, different content",
+            store
+                .append(
+                    &stream,
+                    ExpectedVersion::Any,
+                    vec![event(99).with_id(first.id)],
+                )
+                .await,
+        ),
+        (
+            "wrong expected version",
+            store
+                .append(
+                    &stream,
+                    ExpectedVersion::Exact(Version::new(1)),
+                    vec![event(3)],
+                )
+                .await,
+        ),
+        (
+            "no stream expected",
+            store
+                .append(&stream, ExpectedVersion::NoStream, vec![event(3)])
+                .await,
+        ),
+    ];
+    for (what, result) in attempts {
+        let err = result.expect_err(what);
+        let typed = err.is_invalid_input() || err.is_conflict();
+        assert!(typed, "{what}: expected a typed error, got {err:?}");
+    }
+    let bad_snapshot = Snapshot::new(Version::new(9), b"{}".to_vec()).with_content_type("");
+    assert!(store
+        .save_snapshot(&stream, bad_snapshot)
+        .await
+        .unwrap_err()
+        .is_invalid_input());
+    assert!(StreamId::new("").unwrap_err().is_invalid_input());
+    assert!(StreamId::new("x".repeat(StreamId::MAX_LEN + 1))
+        .unwrap_err()
+        .is_invalid_input());
+
+    assert_eq!(everything(&store).await, before);
+    assert_eq!(
+        store.stream_version(&stream).await.unwrap(),
+        Version::new(2)
+    );
+    store.close().await;
+    assert_eq!(
+        files(&path),
+        before_bytes,
+        "rejected writes changed the file"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_batch_mid_session_leaves_earlier_data_and_later_appends_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteEventStore::open(dir.path().join("events.db"))
+        .await
+        .unwrap();
+    let stream = StreamId::new("session").unwrap();
+    let other = StreamId::new("other").unwrap();
+    store
+        .append(&stream, ExpectedVersion::NoStream, vec![event(1), event(2)])
+        .await
+        .unwrap();
+
+    // A large batch whose last event is invalid: nothing of it may be stored.
+    let mut batch: Vec<NewEvent> = (3..500).map(event).collect();
+    batch.push(NewEvent::new("Bad\0Type", b"{}".to_vec()));
+    let err = store
+        .append(&stream, ExpectedVersion::Exact(Version::new(2)), batch)
+        .await
+        .unwrap_err();
+    assert!(err.is_invalid_input(), "{err:?}");
+    // A conflicting batch in between.
+    let err = store
+        .append(
+            &stream,
+            ExpectedVersion::Exact(Version::new(7)),
+            (3..10).map(event).collect(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err:?}");
+
+    let events: Vec<_> = store
+        .read_stream(&stream, Version::FIRST, None)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 2);
+
+    let result = store
+        .append(
+            &stream,
+            ExpectedVersion::Exact(Version::new(2)),
+            vec![event(3)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(result.version, Version::new(3));
+    assert_eq!(result.positions, vec![Position::new(3)]);
+    store
+        .append(&other, ExpectedVersion::NoStream, vec![event(1)])
+        .await
+        .unwrap();
+    let log = everything(&store).await;
+    let positions: Vec<u64> = log.iter().map(|e| e.position.get()).collect();
+    assert_eq!(positions, vec![1, 2, 3, 4]);
+}

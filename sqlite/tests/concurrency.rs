@@ -1,0 +1,170 @@
+//! Many writers at once: never `SQLITE_BUSY`, only success or `Conflict`, and a
+//! complete, contiguous log afterwards.
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation
+)]
+
+use std::collections::HashMap;
+
+use annals_sqlite::{
+    futures::TryStreamExt, EventStore, ExpectedVersion, NewEvent, Position, ReadFilter,
+    RecordedEvent, SqliteEventStore, StreamId, Version,
+};
+
+const WRITERS: usize = 16;
+const APPENDS_PER_WRITER: u64 = 500;
+const RACERS: usize = 4;
+const RACE_ATTEMPTS: usize = 100;
+
+fn event(n: u64) -> NewEvent {
+    NewEvent::json("Counted", &serde_json::json!({ "n": n })).unwrap()
+}
+
+async fn read_everything(store: &SqliteEventStore) -> Vec<RecordedEvent> {
+    store
+        .read_all(Position::START, ReadFilter::new(), None)
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+/// Checks that positions are exactly 1..=N and every stream's versions are 1..=n.
+fn assert_complete_and_contiguous(log: &[RecordedEvent]) -> HashMap<StreamId, u64> {
+    let mut versions: HashMap<StreamId, u64> = HashMap::new();
+    for (i, event) in log.iter().enumerate() {
+        assert_eq!(
+            event.position,
+            Position::new(i as u64 + 1),
+            "gap in the log"
+        );
+        let v = versions.entry(event.stream_id.clone()).or_default();
+        *v += 1;
+        assert_eq!(
+            event.version,
+            Version::new(*v),
+            "gap in {}",
+            event.stream_id
+        );
+    }
+    versions
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_never_see_busy_and_log_is_contiguous() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteEventStore::open(dir.path().join("events.db"))
+        .await
+        .unwrap();
+
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            let stream = StreamId::new(format!("writer-{w}")).unwrap();
+            for i in 0..APPENDS_PER_WRITER {
+                let result = store
+                    .append(
+                        &stream,
+                        ExpectedVersion::Exact(Version::new(i)),
+                        vec![event(i)],
+                    )
+                    .await;
+                match result {
+                    Ok(r) => assert_eq!(r.version, Version::new(i + 1)),
+                    Err(e) => panic!("writer {w} append {i} failed: {e}"),
+                }
+            }
+        }));
+    }
+
+    let contended = StreamId::new("contended").unwrap();
+    let mut racers = Vec::new();
+    for r in 0..RACERS {
+        let store = store.clone();
+        let stream = contended.clone();
+        racers.push(tokio::spawn(async move {
+            let (mut won, mut lost) = (0u64, 0u64);
+            for attempt in 0..RACE_ATTEMPTS {
+                let seen = store.stream_version(&stream).await.unwrap();
+                let n = (r * RACE_ATTEMPTS + attempt) as u64;
+                match store
+                    .append(&stream, ExpectedVersion::Exact(seen), vec![event(n)])
+                    .await
+                {
+                    Ok(result) => {
+                        assert_eq!(result.version, seen.next());
+                        won += 1;
+                    }
+                    Err(e) if e.is_conflict() => lost += 1,
+                    Err(e) => panic!("racer {r} got neither success nor conflict: {e}"),
+                }
+            }
+            (won, lost)
+        }));
+    }
+
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let mut won = 0;
+    for racer in racers {
+        let (w, l) = racer.await.unwrap();
+        assert_eq!(w + l, RACE_ATTEMPTS as u64);
+        won += w;
+    }
+    assert!(won >= 1, "some racer must win");
+
+    let log = read_everything(&store).await;
+    assert_eq!(log.len() as u64, WRITERS as u64 * APPENDS_PER_WRITER + won);
+    let versions = assert_complete_and_contiguous(&log);
+    for w in 0..WRITERS {
+        let stream = StreamId::new(format!("writer-{w}")).unwrap();
+        assert_eq!(versions[&stream], APPENDS_PER_WRITER);
+    }
+    assert_eq!(versions[&contended], won);
+    assert_eq!(
+        store.stream_version(&contended).await.unwrap(),
+        Version::new(won)
+    );
+}
+
+/// Two stores on one file behave like two processes: they contend for SQLite's
+/// write lock, which the busy timeout absorbs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_stores_on_one_file_share_the_write_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    let a = SqliteEventStore::open(&path).await.unwrap();
+    let b = SqliteEventStore::open(&path).await.unwrap();
+    let mut tasks = Vec::new();
+    for (name, store) in [("a", a.clone()), ("b", b.clone())] {
+        for t in 0..4 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let stream = StreamId::new(format!("{name}-{t}")).unwrap();
+                for i in 0..100 {
+                    store
+                        .append(
+                            &stream,
+                            ExpectedVersion::Exact(Version::new(i)),
+                            vec![event(i)],
+                        )
+                        .await
+                        .unwrap_or_else(|e| panic!("store {name} task {t} append {i}: {e}"));
+                }
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let log = read_everything(&b).await;
+    assert_eq!(log.len(), 800);
+    assert_complete_and_contiguous(&log);
+    assert_eq!(read_everything(&a).await, log);
+}

@@ -56,7 +56,10 @@ CREATE TABLE snapshots (
 -- across appenders of this schema. It is released *before* the commit, so commits
 -- (and their WAL flushes) still overlap and group. The lock is released on every
 -- path, including errors and cancellation (the EXCEPTION block catches
--- query_canceled too); a session that dies releases it with the session.
+-- query_canceled too); a session that dies releases it with the session. The
+-- client adds a second safety net: after a failed call it releases the lock if the
+-- session still holds it, and a call abandoned mid-flight (client timeout) closes
+-- its connection instead of returning it to the pool.
 --
 -- Call it in its own transaction (autocommit): the transaction must not hold an
 -- xid before the lock is taken.
@@ -77,9 +80,8 @@ LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $fn$
 DECLARE
-    v_key    integer := hashtext(current_schema());
-    v_locked boolean := false;
-    v_xid    xid8;
+    v_key integer := hashtext(current_schema());
+    v_xid xid8;
 BEGIN
     positions := '{}';
     -- Event ids are immutable once committed, so this check needs no lock; a
@@ -91,7 +93,6 @@ BEGIN
 
     BEGIN
         PERFORM pg_advisory_lock(1634627169, v_key);
-        v_locked := true;
 
         SELECT coalesce(max(e.version), 0) INTO current_version
         FROM events e WHERE e.stream_id = p_stream_id;
@@ -117,12 +118,15 @@ BEGIN
             status := 'ok';
         END IF;
 
-        v_locked := false;
         PERFORM pg_advisory_unlock(1634627169, v_key);
     EXCEPTION WHEN OTHERS OR query_canceled THEN
-        IF v_locked THEN
-            PERFORM pg_advisory_unlock(1634627169, v_key);
-        END IF;
+        -- Ask pg_locks whether this session holds the lock: a cancel can arrive
+        -- after pg_advisory_lock returned but before the next statement, and
+        -- unlocking a lock we do not hold would only log a warning.
+        PERFORM pg_advisory_unlock(1634627169, v_key)
+        FROM pg_locks l
+        WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.granted
+          AND l.classid = 1634627169 AND l.objid::integer = v_key AND l.objsubid = 2;
         RAISE;
     END;
 END

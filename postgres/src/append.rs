@@ -8,6 +8,7 @@ use sqlx::Row;
 
 use crate::{
     error::{classify_write, WriteFailure},
+    sql::RELEASE_APPEND_LOCK,
     Error, PostgresEventStore,
 };
 
@@ -112,7 +113,22 @@ impl PostgresEventStore {
         let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
         let content_types: Vec<&str> = events.iter().map(|e| e.content_type.as_str()).collect();
         let payloads: Vec<&[u8]> = events.iter().map(|e| e.payload.as_slice()).collect();
-        let row = sqlx::query(inner.queries.append())
+        let conn = inner
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| WriteFailure::Other(inner.map_err(e, "appending events")))?;
+        let mut conn = AppendConnection {
+            conn: Some(conn),
+            clean: false,
+        };
+        let Some(pooled) = conn.conn.as_mut() else {
+            return Err(WriteFailure::Other(Error::backend(
+                "appending events",
+                "connection vanished",
+            )));
+        };
+        let result = sqlx::query(inner.queries.append())
             .bind(stream.as_str())
             .bind(min)
             .bind(max)
@@ -121,10 +137,45 @@ impl PostgresEventStore {
             .bind(content_types)
             .bind(payloads)
             .bind(metadata)
-            .fetch_one(&inner.pool)
-            .await
-            .map_err(|e| classify_write(e, inner.options.operation_timeout))?;
-        decode_outcome(&row).map_err(WriteFailure::Other)
+            .fetch_one(&mut **pooled)
+            .await;
+        match result {
+            Ok(row) => {
+                conn.clean = true;
+                decode_outcome(&row).map_err(WriteFailure::Other)
+            }
+            Err(err) => {
+                // The function releases the append lock on every error path; make
+                // sure, or else keep this connection out of the pool.
+                let released = sqlx::query(RELEASE_APPEND_LOCK)
+                    .bind(&inner.schema)
+                    .execute(&mut **pooled)
+                    .await;
+                conn.clean = released.is_ok();
+                Err(classify_write(err, inner.options.operation_timeout))
+            }
+        }
+    }
+}
+
+/// A pooled connection used for one append. Unless the append finished cleanly
+/// (or the lock was verifiably released after an error), it is detached from the
+/// pool and closed on drop — also when the append future is dropped mid-flight
+/// (client-side timeout) — so a session that might still hold the append lock is
+/// never handed to another caller.
+struct AppendConnection {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+    clean: bool,
+}
+
+impl Drop for AppendConnection {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            if !self.clean {
+                tracing::debug!("closing a connection whose append did not finish cleanly");
+                drop(conn.detach());
+            }
+        }
     }
 }
 

@@ -163,12 +163,23 @@ pub(crate) fn read_all(
     limit: Option<u64>,
 ) -> EventStream<'_> {
     let start = to_i64(from.get().max(1), "position");
+    // No stored text contains NUL (appends reject it), so a filter value with NUL
+    // matches nothing; it is handled here because PostgreSQL rejects NUL in text.
+    let prefix = filter.stream_prefix.filter(|p| !p.is_empty());
+    let prefix_matches_nothing = prefix.as_deref().is_some_and(|p| p.contains('\0'));
+    let types_given = !filter.event_types.is_empty();
+    let event_types: Vec<String> = filter
+        .event_types
+        .into_iter()
+        .filter(|t| !t.contains('\0'))
+        .collect();
+    let matches_nothing = prefix_matches_nothing || (types_given && event_types.is_empty());
     let cursor = start.map(|next| AllCursor {
         next,
         remaining: limit.unwrap_or(u64::MAX),
-        done: false,
-        prefix: filter.stream_prefix.filter(|p| !p.is_empty()),
-        event_types: filter.event_types,
+        done: matches_nothing,
+        prefix,
+        event_types,
     });
     stream::try_unfold(Some(cursor), move |cursor| async move {
         let Some(cursor) = cursor else {

@@ -14,6 +14,12 @@ use crate::options::quote_ident;
 const EVENT_COLUMNS: &str = "e.position, e.event_id, e.stream_id, e.version, e.event_type, \
      e.content_type, e.payload, e.metadata::text, e.recorded_at";
 
+/// Releases the append lock if this session still holds it (the safety net after
+/// a failed append; see the migration's `append_events`). `$1` is the schema name.
+pub(crate) const RELEASE_APPEND_LOCK: &str = "SELECT pg_advisory_unlock(1634627169, hashtext($1)) \
+     FROM pg_locks l WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.granted \
+       AND l.classid = 1634627169 AND l.objid::integer = hashtext($1) AND l.objsubid = 2";
+
 /// Every statement the store runs, with the schema spliced in.
 #[derive(Debug)]
 pub(crate) struct Queries {

@@ -6,7 +6,7 @@ use annals_testing::postgres::TestSchema;
 
 /// A store in a fresh schema of the test database, and the schema's guard (drop it
 /// last: it drops the schema).
-pub async fn store_with(options: PostgresOptions) -> (PostgresEventStore, TestSchema) {
+pub(crate) async fn store_with(options: PostgresOptions) -> (PostgresEventStore, TestSchema) {
     let schema = TestSchema::create().await;
     let store = PostgresEventStore::connect_with(schema.url(), options.schema(schema.name()))
         .await
@@ -15,6 +15,6 @@ pub async fn store_with(options: PostgresOptions) -> (PostgresEventStore, TestSc
 }
 
 /// A store in a fresh schema with a pool large enough for the racing tests.
-pub async fn store() -> (PostgresEventStore, TestSchema) {
+pub(crate) async fn store() -> (PostgresEventStore, TestSchema) {
     store_with(PostgresOptions::new().max_connections(20)).await
 }

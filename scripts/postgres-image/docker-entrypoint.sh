@@ -12,7 +12,7 @@
 #     real server starts with its log on stderr: "database system is ready to
 #     accept connections" appears once on each stream;
 #   - *.sql / *.sh files in /docker-entrypoint-initdb.d run once at init;
-#   - the server runs as the `postgres` user and listens on all addresses.
+#   - the server runs as the `postgres` user (PID 1) and listens on all addresses.
 set -Eeo pipefail
 
 export PGDATA=${PGDATA:-/var/lib/postgresql/data}
@@ -30,7 +30,11 @@ if [ "$(id -u)" = 0 ]; then
     chown -R postgres:postgres "$PGDATA" /var/run/postgresql
     chmod 700 "$PGDATA"
     chmod 2777 /var/run/postgresql
-    exec runuser -u postgres -- "$0" "$@"
+    # setpriv execs (unlike runuser, which stays as a parent): the postmaster
+    # becomes PID 1, as with gosu in the official image, so `docker kill`
+    # SIGKILLs the postmaster itself and `docker stop` reaches it directly.
+    export HOME=/var/lib/postgresql
+    exec setpriv --reuid=postgres --regid=postgres --init-groups -- "$0" "$@"
 fi
 shift
 

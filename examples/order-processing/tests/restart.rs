@@ -1,0 +1,119 @@
+//! The example survives a restart: a second process on the same data directory
+//! sees the first one's orders and versions. Also checks exit codes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::{path::Path, process::Command};
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(data_dir: &Path, args: &[&str]) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_order-processing"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .expect("the order-processing binary runs");
+    Run {
+        code: output.status.code().expect("exited normally"),
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}
+
+fn ok(data_dir: &Path, args: &[&str]) -> String {
+    let r = run(data_dir, args);
+    assert_eq!(r.code, 0, "{args:?} failed:\n{}\n{}", r.stdout, r.stderr);
+    r.stdout
+}
+
+/// The line of `order <id>` in `list`/`show` output.
+fn order_line<'a>(output: &'a str, id: &str) -> &'a str {
+    output
+        .lines()
+        .find(|l| l.starts_with(&format!("order {id} ")))
+        .unwrap_or_else(|| panic!("no order {id} in:\n{output}"))
+}
+
+#[test]
+fn second_run_sees_first_runs_orders_and_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    // The data directory does not exist yet: the program creates it.
+    let data = dir.path().join("nested").join("data");
+
+    // First process: the demo.
+    let demo = ok(&data, &["demo"]);
+    assert!(demo.contains("demo run #1"), "{demo}");
+    assert!(
+        demo.contains("loaded from the snapshot at version 100 + 51 newer events"),
+        "the long-lived order must load from a snapshot:\n{demo}"
+    );
+    assert!(demo.contains("REJECTED"), "{demo}");
+    assert!(data.join("orders.db").exists());
+
+    // More processes: one command each.
+    ok(&data, &["place", "r-1", "Rita"]);
+    ok(&data, &["add-item", "r-1", "tea", "2", "4.50"]);
+
+    // A fresh process sees everything, with the same versions.
+    let list = ok(&data, &["--verbose", "list"]);
+    let alice = order_line(&list, "d1-alice");
+    assert!(
+        alice.contains("[shipped]") && alice.contains("version 6"),
+        "{alice}"
+    );
+    assert!(order_line(&list, "d1-bob").contains("version 3"));
+    assert!(order_line(&list, "d1-carol").contains("[cancelled]"));
+    let legacy = order_line(&list, "d1-legacy");
+    assert!(
+        legacy.contains("[paid]") && legacy.contains("version 3"),
+        "{legacy}"
+    );
+    assert!(order_line(&list, "d1-erin").contains("version 151"));
+    assert!(order_line(&list, "r-1").contains("version 2"));
+    assert!(
+        list.contains("loaded from the snapshot at version 100 + 51 newer events"),
+        "the snapshot survives the restart:\n{list}"
+    );
+
+    // Commands continue from the stored version.
+    let paid = ok(&data, &["pay", "r-1", "9.00"]);
+    assert!(paid.contains("recorded OrderPaid.v1 (version 3)"), "{paid}");
+    let show = ok(&data, &["show", "r-1"]);
+    assert!(order_line(&show, "r-1").contains("[paid]"), "{show}");
+
+    // The demo again: it sees run #1 and starts run #2.
+    let again = ok(&data, &["demo"]);
+    assert!(again.contains("demo run #2"), "{again}");
+}
+
+#[test]
+fn exit_codes_distinguish_rejections_usage_and_storage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    ok(data, &["place", "x-1", "Xavier"]);
+
+    let rejected = run(data, &["ship", "x-1", "DHL"]);
+    assert_eq!(rejected.code, 1);
+    assert!(
+        rejected.stderr.contains("cannot ship an unpaid order"),
+        "{}",
+        rejected.stderr
+    );
+
+    let missing = run(data, &["show", "nobody"]);
+    assert_eq!(missing.code, 1);
+    assert!(missing.stderr.contains("does not exist"));
+
+    let usage = run(data, &["add-item", "x-1", "tea", "two", "1.00"]);
+    assert_eq!(usage.code, 2);
+    assert!(usage.stderr.contains("is not a quantity"));
+
+    let file = data.join("not-a-dir");
+    std::fs::write(&file, b"plain file").unwrap();
+    let storage = run(&file, &["list"]);
+    assert_eq!(storage.code, 3, "{}", storage.stderr);
+}

@@ -155,3 +155,46 @@ async fn reconnecting_keeps_data() {
     drop((store, again));
     schema.teardown().await;
 }
+
+/// `from_pool` shares an application's pool: the store migrates its schema
+/// through it and works like a connected one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_pool_uses_the_given_pool() {
+    let url = database_url().await;
+    let name = unique_schema_name();
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(3)
+        .connect(&url)
+        .await
+        .unwrap();
+    let outcome = async {
+        let store =
+            PostgresEventStore::from_pool_with(pool.clone(), PostgresOptions::new().schema(&name))
+                .await
+                .unwrap();
+        assert_eq!(store.schema(), name);
+        let stream = StreamId::new("pooled").unwrap();
+        let result = store
+            .append(
+                &stream,
+                ExpectedVersion::NoStream,
+                vec![NewEvent::new("A", "{}")],
+            )
+            .await
+            .unwrap();
+        assert_eq!(result.version, Version::new(1));
+        let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM \"{name}\".events"
+        )))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(count, 1);
+    };
+    let result = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(outcome)).await;
+    pool.close().await;
+    drop_schema(&url, &name).await;
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}

@@ -8,6 +8,12 @@
 //! Without a Docker engine these tests fail and say how to get one.
 //! The whole suite runs against a plain server in `tests/conformance.rs`; this
 //! file proves the testcontainers path, so it stays lean.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod support;
 

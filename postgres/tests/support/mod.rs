@@ -5,7 +5,16 @@
 //! names another (`annals-postgres:15`, built offline by
 //! `scripts/postgres-image.sh`). Without a Docker engine the tests fail with a
 //! message saying how to get one; they never skip.
-#![allow(dead_code, unreachable_pub)]
+// Test support: a panic here is a failing test with its reason.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation
+)]
 
 pub mod docker;
 

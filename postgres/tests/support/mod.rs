@@ -101,8 +101,9 @@ pub struct SharedPg {
 /// a static and is never dropped, so [`reap_after_exit`] removes it when the
 /// test process ends — also after a failure or a kill.
 pub fn shared_pg() -> &'static SharedPg {
-    static SHARED: OnceLock<SharedPg> = OnceLock::new();
-    SHARED.get_or_init(|| {
+    // A failed start is remembered: every test then fails at once with its reason.
+    static SHARED: OnceLock<Result<SharedPg, String>> = OnceLock::new();
+    let shared = SHARED.get_or_init(|| {
         let started = std::thread::spawn(|| {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -119,11 +120,18 @@ pub fn shared_pg() -> &'static SharedPg {
             })
         })
         .join();
-        match started {
-            Ok(shared) => shared,
-            Err(_) => panic!("the shared PostgreSQL container did not start (see the panic above)"),
-        }
-    })
+        started.map_err(|panic| {
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "unknown error".to_owned())
+        })
+    });
+    match shared {
+        Ok(shared) => shared,
+        Err(why) => panic!("the shared PostgreSQL container did not start: {why}"),
+    }
 }
 
 /// A schema name unique in this process (and across processes sharing a server).

@@ -28,9 +28,16 @@ fi
 if ! command -v dockerd >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 2>&1; then
     [ "$(id -u)" = 0 ] || die "dockerd/debootstrap missing and not root: install docker.io and debootstrap"
     say "installing docker.io and debootstrap with apt-get"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null || die "apt-get update failed"
-    apt-get install -y -qq docker.io debootstrap >/dev/null || die "apt-get install docker.io debootstrap failed"
+    export DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1
+    apt_log=${log%.log}-apt.log
+    apt-get update -qq >"$apt_log" 2>&1 || {
+        tail -n 20 "$apt_log" >&2
+        die "apt-get update failed (log: $apt_log)"
+    }
+    apt-get install -y -qq docker.io debootstrap >>"$apt_log" 2>&1 || {
+        tail -n 20 "$apt_log" >&2
+        die "apt-get install docker.io debootstrap failed (log: $apt_log)"
+    }
 fi
 
 if ! pgrep -x dockerd >/dev/null 2>&1; then

@@ -44,8 +44,57 @@ fn corrupt(what: &str, err: impl Into<annals_core::BoxError>) -> Error {
     Error::backend(format!("decoding {what} of a stored event"), err)
 }
 
+/// Parses stored metadata JSON. Equivalent to [`Metadata::from_json`] for what
+/// the store writes, but without serde's `flatten` buffering (this runs per row).
+fn decode_metadata(json: &str) -> Result<Metadata> {
+    if json == "{}" {
+        return Ok(Metadata::default());
+    }
+    let map: serde_json::Map<String, serde_json::Value> = match serde_json::from_str(json) {
+        Ok(map) => map,
+        // Anything unusual: let the reference decoder decide (and report).
+        Err(_) => return Metadata::from_json(json),
+    };
+    let mut metadata = Metadata::new();
+    for (key, value) in map {
+        match (key.as_str(), value) {
+            ("correlation_id", serde_json::Value::String(id)) => {
+                metadata = metadata.with_correlation_id(id);
+            }
+            ("causation_id", serde_json::Value::String(id)) => {
+                metadata = metadata.with_causation_id(id);
+            }
+            ("correlation_id" | "causation_id", _) => return Metadata::from_json(json),
+            (_, value) => metadata = metadata.with_field(key, value),
+        }
+    }
+    Ok(metadata)
+}
+
+/// Remembers the last decoded stream id, so consecutive rows of one stream share
+/// it instead of validating and allocating it again.
+#[derive(Default)]
+pub(crate) struct StreamCache(Option<StreamId>);
+
+impl StreamCache {
+    pub(crate) fn with(stream: &StreamId) -> Self {
+        StreamCache(Some(stream.clone()))
+    }
+
+    fn get(&mut self, name: &str) -> Result<StreamId> {
+        match &self.0 {
+            Some(cached) if cached.as_str() == name => Ok(cached.clone()),
+            _ => {
+                let id = StreamId::new(name)?;
+                self.0 = Some(id.clone());
+                Ok(id)
+            }
+        }
+    }
+}
+
 /// Decodes one row selected with [`crate::sql`]'s event columns.
-pub(crate) fn decode_event(row: &PgRow) -> Result<RecordedEvent> {
+pub(crate) fn decode_event(row: &PgRow, streams: &mut StreamCache) -> Result<RecordedEvent> {
     fn get_err(what: &'static str) -> impl Fn(sqlx::Error) -> Error {
         move |e| corrupt(what, e)
     }
@@ -58,20 +107,15 @@ pub(crate) fn decode_event(row: &PgRow) -> Result<RecordedEvent> {
     let payload: Vec<u8> = row.try_get(6).map_err(get_err("payload"))?;
     let metadata: &str = row.try_get(7).map_err(get_err("metadata"))?;
     let recorded_at: PgMicros = row.try_get(8).map_err(get_err("recorded_at"))?;
-    let metadata = if metadata == "{}" {
-        Metadata::default()
-    } else {
-        Metadata::from_json(metadata)?
-    };
     Ok(RecordedEvent::new(
         EventId::from_uuid(id),
-        StreamId::new(stream)?,
+        streams.get(stream)?,
         Version::new(from_i64(version, "version")?),
         Position::new(from_i64(position, "position")?),
         event_type,
         payload,
         content_type,
-        metadata,
+        decode_metadata(metadata)?,
         Timestamp::from_unix_micros(recorded_at.0),
     ))
 }
@@ -118,17 +162,25 @@ pub(crate) fn read_stream<'a>(
             return Ok(None);
         }
         let want = page_len(inner.options.page_size, cursor.remaining);
-        let rows = bounded(inner.options.operation_timeout, async {
-            sqlx::query(inner.queries.read_stream())
+        let events = bounded(inner.options.operation_timeout, async {
+            let mut streams = StreamCache::with(stream);
+            let mut events = Vec::with_capacity(usize::try_from(want).unwrap_or(0));
+            let mut rows = sqlx::query(inner.queries.read_stream())
                 .bind(stream.as_str())
                 .bind(cursor.next)
                 .bind(want)
-                .fetch_all(&inner.pool)
+                .fetch(&inner.pool);
+            // Decode while the rest of the page is still arriving.
+            while let Some(row) = rows
+                .try_next()
                 .await
-                .map_err(|e| inner.map_err(e, "reading a stream"))
+                .map_err(|e| inner.map_err(e, "reading a stream"))?
+            {
+                events.push(decode_event(&row, &mut streams)?);
+            }
+            Ok(events)
         })
         .await?;
-        let events = rows.iter().map(decode_event).collect::<Result<Vec<_>>>()?;
         let Some(last) = events.last() else {
             return Ok(None);
         };
@@ -193,32 +245,39 @@ pub(crate) fn read_all(
         let mut stalled_since: Option<Instant> = None;
         let mut pause = SETTLE_POLL_MIN;
         loop {
-            let rows = bounded(inner.options.operation_timeout, async {
-                sqlx::query(inner.queries.read_all())
+            let (events, rows, blocked) = bounded(inner.options.operation_timeout, async {
+                let mut streams = StreamCache::default();
+                let mut events = Vec::with_capacity(usize::try_from(want).unwrap_or(0));
+                let mut rows = sqlx::query(inner.queries.read_all())
                     .bind(cursor.next)
                     .bind(&cursor.event_types)
                     .bind(cursor.prefix.as_deref())
                     .bind(want)
-                    .fetch_all(&inner.pool)
+                    .fetch(&inner.pool);
+                let mut seen = 0usize;
+                let mut blocked = false;
+                // Decode while the rest of the page is still arriving.
+                while let Some(row) = rows
+                    .try_next()
                     .await
-                    .map_err(|e| inner.map_err(e, "reading the global log"))
+                    .map_err(|e| inner.map_err(e, "reading the global log"))?
+                {
+                    seen += 1;
+                    let safe: bool = row.try_get(9).map_err(|e| corrupt("the safety flag", e))?;
+                    if !safe {
+                        // Never return a row past one that is not yet safe.
+                        blocked = true;
+                        break;
+                    }
+                    events.push(decode_event(&row, &mut streams)?);
+                }
+                Ok((events, seen, blocked))
             })
             .await?;
-            let mut events = Vec::with_capacity(rows.len());
-            let mut blocked = false;
-            for row in &rows {
-                let safe: bool = row.try_get(9).map_err(|e| corrupt("the safety flag", e))?;
-                if !safe {
-                    // Never return a row past one that is not yet safe.
-                    blocked = true;
-                    break;
-                }
-                events.push(decode_event(row)?);
-            }
             if let Some(last) = events.last() {
                 cursor.next = to_i64(last.position.get(), "position")?.saturating_add(1);
                 cursor.remaining = cursor.remaining.saturating_sub(events.len() as u64);
-                cursor.done = !blocked && i64::try_from(rows.len()).unwrap_or(i64::MAX) < want;
+                cursor.done = !blocked && i64::try_from(rows).unwrap_or(i64::MAX) < want;
                 return Ok(Some((
                     stream::iter(events.into_iter().map(Ok)),
                     Some(Ok(cursor)),

@@ -230,7 +230,10 @@ impl PostgresEventStore {
             .fetch_all(&inner.pool)
             .await
             .map_err(|e| inner.map_err(e, "looking up event ids"))?;
-        rows.iter().map(read::decode_event).collect()
+        let mut streams = read::StreamCache::default();
+        rows.iter()
+            .map(|row| read::decode_event(row, &mut streams))
+            .collect()
     }
 
     pub(crate) fn inner(&self) -> &Inner {
@@ -245,7 +248,7 @@ impl PostgresEventStore {
             .await
             .map_err(|e| inner.map_err(e, "reading an event"))?;
         match row {
-            Some(row) => read::decode_event(&row),
+            Some(row) => read::decode_event(&row, &mut read::StreamCache::default()),
             None => Err(Error::NotFound(format!("event {id}"))),
         }
     }

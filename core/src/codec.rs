@@ -8,12 +8,12 @@
 //! | codec | content type | feature | notes |
 //! |---|---|---|---|
 //! | [`Json`] | `application/json` | always | default; readable, upcastable as JSON |
-//! | [`Postcard`] | `application/x-postcard` | `postcard` | compact and maintained: the recommended binary codec |
-//! | [`Bincode`] | `application/x-bincode` | `bincode` | bincode **2.0.1** serde API, standard config |
+//! | `Postcard` | `application/x-postcard` | `postcard` | compact and maintained: the recommended binary codec |
+//! | `Bincode` | `application/x-bincode` | `bincode` | bincode **2.0.1** serde API, standard config |
 //!
 //! About bincode: its newest crates.io release (3.0.0) is only a `compile_error!`
 //! marker and the project is unmaintained, so annals pins `bincode = "2.0.1"` (the
-//! caret requirement keeps it below 3). Prefer [`Postcard`] for new code.
+//! caret requirement keeps it below 3). Prefer `Postcard` for new code.
 //!
 //! Binary formats are not self-describing: a field added to a struct changes how
 //! every later byte is read. JSON tolerates added optional fields; binary payloads
@@ -36,9 +36,9 @@ use serde::{de::DeserializeSeed, Serialize};
 
 use crate::{BoxError, JSON_CONTENT_TYPE};
 
-/// Content type of [`Bincode`] payloads.
+/// Content type of `Bincode` payloads.
 pub const BINCODE_CONTENT_TYPE: &str = "application/x-bincode";
-/// Content type of [`Postcard`] payloads.
+/// Content type of `Postcard` payloads.
 pub const POSTCARD_CONTENT_TYPE: &str = "application/x-postcard";
 
 /// A serde data format with a content type.
@@ -95,7 +95,7 @@ impl Codec for Json {
 /// feature.
 ///
 /// bincode 3.0.0 on crates.io is only a `compile_error!` marker and the project is
-/// unmaintained; annals stays on 2.0.1. Prefer [`Postcard`].
+/// unmaintained; annals stays on 2.0.1. Prefer `Postcard`.
 #[cfg(feature = "bincode")]
 #[cfg_attr(docsrs, doc(cfg(feature = "bincode")))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -184,11 +184,11 @@ fn check_consumed(read: usize, len: usize) -> Result<(), BoxError> {
 pub enum AnyCodec {
     /// [`Json`].
     Json,
-    /// [`Bincode`].
+    /// `Bincode`.
     #[cfg(feature = "bincode")]
     #[cfg_attr(docsrs, doc(cfg(feature = "bincode")))]
     Bincode,
-    /// [`Postcard`].
+    /// `Postcard`.
     #[cfg(feature = "postcard")]
     #[cfg_attr(docsrs, doc(cfg(feature = "postcard")))]
     Postcard,

@@ -4,7 +4,7 @@ use annals_core::backend;
 use sqlx::{sqlite::SqliteArguments, Arguments, AssertSqlSafe, Connection, SqliteConnection};
 
 use crate::{
-    error::{is_unique_violation, map_sqlx},
+    error::is_unique_violation,
     read::{decode_row, StreamIdCache, EVENT_COLUMNS},
     AppendResult, Error, ExpectedVersion, NewEvent, Position, RecordedEvent, Result,
     SqliteEventStore, StreamId, Timestamp, Version,
@@ -28,20 +28,30 @@ pub(crate) async fn append(
     events: Vec<NewEvent>,
 ) -> Result<AppendResult> {
     let metadata = backend::prepare_batch(&events)?;
-    let timeout = store.acquire_timeout;
+    let mut writer = store.writer.lock().await?;
+    let result = append_on(writer.conn()?, stream, expected, events, metadata).await;
+    if matches!(result, Err(Error::Backend { .. })) {
+        // Whatever broke, start the next write on a fresh connection.
+        writer.discard();
+    }
+    result
+}
+
+async fn append_on(
+    conn: &mut SqliteConnection,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+    metadata: Vec<String>,
+) -> Result<AppendResult> {
     let what = "appending events";
-    let mut conn = store
-        .writer
-        .acquire()
-        .await
-        .map_err(map_sqlx(what, timeout))?;
     let mut tx = conn
         .begin_with("BEGIN IMMEDIATE")
         .await
-        .map_err(map_sqlx(what, timeout))?;
+        .map_err(|e| Error::backend(what, e))?;
     match append_in(&mut tx, stream, expected, events, metadata).await {
         Ok(Outcome::Written(result)) => {
-            tx.commit().await.map_err(map_sqlx(what, timeout))?;
+            tx.commit().await.map_err(|e| Error::backend(what, e))?;
             Ok(result)
         }
         Ok(Outcome::Unchanged(result)) => {
@@ -57,7 +67,7 @@ pub(crate) async fn append(
 
 async fn rollback(tx: sqlx::Transaction<'_, sqlx::Sqlite>) {
     if let Err(e) = tx.rollback().await {
-        // The connection is reset by the pool if this failed; nothing was committed.
+        // Nothing was committed; SQLite rolls back when the connection closes.
         tracing::warn!(error = %e, "rolling back an append failed");
     }
 }

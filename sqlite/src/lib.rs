@@ -72,6 +72,7 @@ mod open;
 mod options;
 mod read;
 mod store;
+mod writer;
 
 pub use open::OpenError;
 pub use options::{SqliteOptions, Synchronous};

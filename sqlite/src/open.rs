@@ -22,6 +22,9 @@ use crate::{
 /// The schema migrations in `migrations/sqlite/`, embedded at compile time.
 pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
 
+/// Rows a connection's worker thread buffers ahead of the reading task.
+const ROW_BUFFER: usize = 512;
+
 /// The first 16 bytes of every SQLite database file.
 const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 
@@ -110,6 +113,8 @@ fn base_options(options: &SqliteOptions) -> SqliteConnectOptions {
         .foreign_keys(true)
         .busy_timeout(options.busy_timeout)
         .statement_cache_capacity(options.statement_cache_capacity)
+        // Let SQLite's worker thread run further ahead of a reader before it waits.
+        .row_buffer_size(ROW_BUFFER)
 }
 
 async fn connect_memory(options: &SqliteOptions) -> Result<Pools> {

@@ -322,3 +322,81 @@ mod tests {
         }
     }
 }
+
+/// The query plans of every read and append query, checked against the real
+/// (bundled) SQLite; `docs/backends/sqlite.md` quotes them.
+#[cfg(test)]
+mod plans {
+    #![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+    use sqlx::{AssertSqlSafe, Row};
+
+    use super::{Query, EVENT_COLUMNS};
+    use crate::{ReadFilter, SqliteEventStore, StreamId};
+
+    async fn plan(
+        store: &SqliteEventStore,
+        sql: &str,
+        args: sqlx::sqlite::SqliteArguments,
+    ) -> String {
+        let rows = sqlx::query_with(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")), args)
+            .fetch_all(&store.readers)
+            .await
+            .unwrap();
+        let plan: Vec<String> = rows.iter().map(|r| r.get::<String, _>(3)).collect();
+        let plan = plan.join(" / ");
+        println!("{sql}\n    -> {plan}");
+        plan
+    }
+
+    #[tokio::test]
+    async fn reads_and_append_checks_use_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteEventStore::open(dir.path().join("plans.db"))
+            .await
+            .unwrap();
+        let stream = Query::Stream {
+            stream: StreamId::new("order-1").unwrap(),
+            after: 0,
+        };
+        let (sql, args) = stream.sql_and_args(100);
+        let p = plan(&store, &sql, args).await;
+        assert_eq!(
+            p,
+            "SEARCH events USING INDEX events_stream_version (stream_id=? AND version>?)"
+        );
+
+        let all = Query::All {
+            after: 0,
+            filter: ReadFilter::new(),
+        };
+        let (sql, args) = all.sql_and_args(100);
+        let p = plan(&store, &sql, args).await;
+        assert_eq!(p, "SEARCH events USING INTEGER PRIMARY KEY (rowid>?)");
+
+        let typed = Query::All {
+            after: 0,
+            filter: ReadFilter::new().event_types(["A", "B"]),
+        };
+        let (sql, args) = typed.sql_and_args(100);
+        let p = plan(&store, &sql, args).await;
+        assert_eq!(p, "SEARCH events USING INTEGER PRIMARY KEY (rowid>?)");
+
+        let prefixed = Query::All {
+            after: 0,
+            filter: ReadFilter::new().stream_prefix("order-"),
+        };
+        let (sql, args) = prefixed.sql_and_args(100);
+        let p = plan(&store, &sql, args).await;
+        assert!(p.contains("USING"), "{p}");
+        assert!(!p.starts_with("SCAN"), "{p}");
+
+        let by_id = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id IN (?,?,?)");
+        let p = plan(&store, &by_id, Default::default()).await;
+        assert_eq!(p, "SEARCH events USING INDEX events_event_id (event_id=?)");
+
+        let heads = "SELECT (SELECT MAX(version) FROM events WHERE stream_id = ?1), (SELECT MAX(position) FROM events)";
+        let p = plan(&store, heads, Default::default()).await;
+        assert!(p.contains("events_stream_version"), "{p}");
+    }
+}

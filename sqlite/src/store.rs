@@ -1,10 +1,11 @@
 //! [`SqliteEventStore`]: the [`EventStore`] on one SQLite file.
 
-use std::{path::Path, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use futures::{future::BoxFuture, FutureExt};
 use sqlx::SqlitePool;
 
+use crate::writer::Writer;
 use crate::{
     append, backend, error::map_sqlx, open, read, AppendResult, EventId, EventStore, EventStream,
     ExpectedVersion, NewEvent, Position, ReadFilter, RecordedEvent, Result, Snapshot,
@@ -20,7 +21,8 @@ use crate::{
 /// (WAL mode).
 #[derive(Clone, Debug)]
 pub struct SqliteEventStore {
-    pub(crate) writer: SqlitePool,
+    pub(crate) writer: Arc<Writer>,
+    pub(crate) writer_pool: SqlitePool,
     pub(crate) readers: SqlitePool,
     pub(crate) acquire_timeout: Duration,
     pub(crate) options: SqliteOptions,
@@ -45,8 +47,14 @@ impl SqliteEventStore {
     /// Opens a store with explicit options.
     pub async fn open_with(options: SqliteOptions) -> Result<Self> {
         let pools = open::connect(&options).await?;
+        let keep = options.path().is_some();
         Ok(SqliteEventStore {
-            writer: pools.writer,
+            writer: Arc::new(Writer::new(
+                pools.writer.clone(),
+                options.acquire_timeout,
+                keep,
+            )),
+            writer_pool: pools.writer,
             readers: pools.readers,
             acquire_timeout: options.acquire_timeout,
             options,
@@ -67,21 +75,54 @@ impl SqliteEventStore {
     /// the WAL into the database file). Later operations on this store or its
     /// clones fail.
     pub async fn close(&self) {
+        self.writer.release().await;
         self.readers.close().await;
-        self.writer.close().await;
+        self.writer_pool.close().await;
     }
 
-    /// The underlying writer pool (one connection), for maintenance such as
-    /// `VACUUM INTO` backups. Anything written through it bypasses the store's
-    /// checks; keep to reads and maintenance statements.
-    pub fn writer_pool(&self) -> &SqlitePool {
-        &self.writer
+    /// The pool of read-only connections, for inspection and maintenance queries
+    /// (they cannot write). For an in-memory store it is the store's only
+    /// connection.
+    pub fn reader_pool(&self) -> &SqlitePool {
+        &self.readers
+    }
+
+    /// Writes a consistent copy of the whole database to a new file at `target`
+    /// with `VACUUM INTO`, while the store stays in use (readers and writers are
+    /// not blocked). The copy is a complete, compacted, ordinary SQLite database
+    /// that [`SqliteEventStore::open`] opens. Fails if `target` already exists.
+    ///
+    /// ```
+    /// # use annals_sqlite::SqliteEventStore;
+    /// # async fn demo() -> annals_sqlite::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = SqliteEventStore::open(dir.path().join("events.db")).await?;
+    /// store.backup_to(dir.path().join("backup.db")).await?;
+    /// let copy = SqliteEventStore::open(dir.path().join("backup.db")).await?;
+    /// # drop(copy);
+    /// # Ok(()) }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+    /// ```
+    pub async fn backup_to(&self, target: impl AsRef<Path>) -> Result<()> {
+        let target = target.as_ref();
+        let name = target.to_str().ok_or_else(|| {
+            crate::Error::invalid_input(format!(
+                "backup path `{}` is not valid UTF-8",
+                target.display()
+            ))
+        })?;
+        sqlx::query("VACUUM INTO ?")
+            .bind(name.to_owned())
+            .execute(&self.readers)
+            .await
+            .map_err(map_sqlx("backing up the database", self.acquire_timeout))?;
+        Ok(())
     }
 
     async fn save_snapshot_now(&self, stream: &StreamId, snapshot: Snapshot) -> Result<()> {
         snapshot.validate()?;
         let version = backend::to_i64(snapshot.version.get(), "snapshot version")?;
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO snapshots (stream_id, version, content_type, schema_version, state) \
              VALUES (?1, ?2, ?3, ?4, ?5) \
              ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, \
@@ -92,10 +133,12 @@ impl SqliteEventStore {
         .bind(version)
         .bind(snapshot.content_type)
         .bind(i64::from(snapshot.schema_version))
-        .bind(snapshot.state)
-        .execute(&self.writer)
-        .await
-        .map_err(map_sqlx("saving a snapshot", self.acquire_timeout))?;
+        .bind(snapshot.state);
+        let mut writer = self.writer.lock().await?;
+        if let Err(e) = query.execute(writer.conn()?).await {
+            writer.discard();
+            return Err(crate::Error::backend("saving a snapshot", e));
+        }
         Ok(())
     }
 
@@ -193,11 +236,13 @@ impl EventStore for SqliteEventStore {
 
     fn delete_snapshot<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<()>> {
         async move {
-            sqlx::query("DELETE FROM snapshots WHERE stream_id = ?")
-                .bind(stream.as_str())
-                .execute(&self.writer)
-                .await
-                .map_err(map_sqlx("deleting a snapshot", self.acquire_timeout))?;
+            let query =
+                sqlx::query("DELETE FROM snapshots WHERE stream_id = ?").bind(stream.as_str());
+            let mut writer = self.writer.lock().await?;
+            if let Err(e) = query.execute(writer.conn()?).await {
+                writer.discard();
+                return Err(crate::Error::backend("deleting a snapshot", e));
+            }
             Ok(())
         }
         .boxed()

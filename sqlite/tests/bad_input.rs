@@ -10,6 +10,8 @@
 
 use std::path::{Path, PathBuf};
 
+use sqlx::{sqlite::SqliteConnectOptions, ConnectOptions, Connection};
+
 use annals_sqlite::{
     futures::TryStreamExt, limits, EventId, EventStore, ExpectedVersion, NewEvent, OpenError,
     Position, ReadFilter, RecordedEvent, Snapshot, SqliteEventStore, StreamId, Version,
@@ -101,15 +103,21 @@ async fn a_database_with_a_newer_schema_is_refused_and_left_alone() {
         .append(&stream, ExpectedVersion::NoStream, vec![event(1)])
         .await
         .unwrap();
+    store.close().await;
     // A future annals-sqlite applied migration 99990101000000.
+    let mut conn = SqliteConnectOptions::new()
+        .filename(&path)
+        .connect()
+        .await
+        .unwrap();
     sqlx::query(
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
          VALUES (99990101000000, 'from the future', TRUE, x'00', 0)",
     )
-    .execute(store.writer_pool())
+    .execute(&mut conn)
     .await
     .unwrap();
-    store.close().await;
+    conn.close().await.unwrap();
 
     let before = files(&path);
     let err = SqliteEventStore::open(&path).await.unwrap_err();

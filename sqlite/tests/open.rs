@@ -22,14 +22,14 @@ fn event(n: u64) -> NewEvent {
 
 async fn pragma_int(store: &SqliteEventStore, name: &str) -> i64 {
     sqlx::query_scalar(AssertSqlSafe(format!("PRAGMA {name}")))
-        .fetch_one(store.writer_pool())
+        .fetch_one(store.reader_pool())
         .await
         .unwrap()
 }
 
 async fn journal_mode(store: &SqliteEventStore) -> String {
     sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(store.writer_pool())
+        .fetch_one(store.reader_pool())
         .await
         .unwrap()
 }

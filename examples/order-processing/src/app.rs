@@ -34,11 +34,13 @@ pub(crate) enum AppError {
 }
 
 impl AppError {
-    /// 1 rejected/not found, 2 usage, 3 storage.
+    /// 1 rejected/not found, 2 usage or invalid input, 3 storage.
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
             AppError::Rejected(_) | AppError::NotFound(_) => 1,
             AppError::Usage(_) => 2,
+            // An order id the store refuses (too long, NUL) is the user's input.
+            AppError::Store(e) if e.is_invalid_input() => 2,
             AppError::Store(_) | AppError::DataDir { .. } => 3,
         }
     }

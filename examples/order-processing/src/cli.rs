@@ -29,7 +29,7 @@ COMMANDS:
 
 EXIT CODES:
     0 success, 1 command rejected by a business rule or order not found,
-    2 usage error, 3 storage error";
+    2 usage error or invalid input, 3 storage error";
 
 /// Where events are stored.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -112,6 +112,15 @@ fn exit_codes_distinguish_rejections_usage_and_storage_errors() {
     assert_eq!(usage.code, 2);
     assert!(usage.stderr.contains("is not a quantity"));
 
+    let too_long = "x".repeat(300);
+    let invalid = run(data, &["show", &too_long]);
+    assert_eq!(invalid.code, 2, "{}", invalid.stderr);
+    assert!(
+        invalid.stderr.contains("invalid input"),
+        "{}",
+        invalid.stderr
+    );
+
     let file = data.join("not-a-dir");
     std::fs::write(&file, b"plain file").unwrap();
     let storage = run(&file, &["list"]);

@@ -139,8 +139,9 @@ fn load(c: &mut Criterion) {
     ];
     let mut group = c.benchmark_group("aggregate/load");
     group.throughput(Throughput::Elements(1));
-    group.measurement_time(Duration::from_secs(5));
-    group.sample_size(20);
+    // 10 samples keep the full run near a minute; the ratio is stable.
+    group.measurement_time(Duration::from_secs(4));
+    group.sample_size(10);
     for (backend, store) in backends {
         let repo = rt.block_on(fill(store));
         for (name, id) in [("full_replay", "full"), ("snapshot", "snap")] {

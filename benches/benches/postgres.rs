@@ -1,8 +1,432 @@
-//! Placeholder until this group is written.
-#![allow(missing_docs)]
-use criterion::{criterion_group, criterion_main, Criterion};
+//! PostgreSQL backend: append and replay throughput (events/s), against plain SQL
+//! through the same driver (sqlx) as the ratio base.
+//!
+//! `cargo bench -p annals-benches --bench postgres` (about 4 minutes; add
+//! `-- --quick` for a short run). The database is found like the tests find it
+//! (`DATABASE_URL`, else `127.0.0.1:5432` user `postgres`, else testcontainers);
+//! the bench works in two fresh schemas, `annals_bench_<random>` (the store) and
+//! `annals_bench_<random>_raw` (the base), both dropped at the end. Groups:
+//!
+//! * `postgres/append/{1,10,100,1000}` — one `append` of a batch of that many
+//!   events to a new stream (`ExpectedVersion::NoStream`): validation, one
+//!   `append_events` call (id check, version check under the append lock, one
+//!   `INSERT … SELECT FROM unnest(…)`), commit.
+//! * `postgres_raw/append/{n}` — the base: one plain multi-row
+//!   `INSERT … VALUES (…), (…)` of the same rows into a table of the same shape
+//!   (same constraints and indexes), autocommit; no checks.
+//! * `postgres/append_single/tasks/{1,16}` — single-event appends (`Exact`) from 1
+//!   or 16 tasks, each to its own stream.
+//! * `postgres_raw/append_single/tasks/{1,16}` — the base: single-row `INSERT`
+//!   commits from 1 or 16 tasks.
+//! * `postgres/read_stream/100000`, `postgres/read_all/100000` — replay of 100,000
+//!   events decoded into `RecordedEvent`s through the `futures::Stream` API.
+//! * `postgres_raw/read_stream/100000`, `postgres_raw/read_all/100000` — the base:
+//!   one plain `SELECT` of the same columns, streamed with sqlx and decoded into
+//!   owned Rust values.
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_wrap
+)]
 
-fn placeholder(_c: &mut Criterion) {}
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
-criterion_group!(benches, placeholder);
+use annals_postgres::{
+    EventStore, ExpectedVersion, Metadata, NewEvent, Position, PostgresEventStore, PostgresOptions,
+    ReadFilter, StreamId, Version,
+};
+use annals_testing::postgres::{database_url, drop_schema, unique_schema_name};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use futures::{StreamExt, TryStreamExt};
+use sqlx::{postgres::PgPoolOptions, AssertSqlSafe, PgPool, Row};
+
+const REPLAY: u64 = 100_000;
+const POOL: u32 = 20;
+
+fn payload(i: usize) -> String {
+    format!(r#"{{"order":{i},"customer":"ada","lines":[{{"sku":"A-1","qty":2}}],"total":3000}}"#)
+}
+
+fn events(n: usize) -> Vec<NewEvent> {
+    (0..n)
+        .map(|i| {
+            NewEvent::new("OrderPlaced.v1", payload(i))
+                .with_metadata(Metadata::new().with_correlation_id("bench-request"))
+        })
+        .collect()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The bench's database: a store in its own schema, and a plain pool plus schema
+/// (same table shape, created by the same migration) for the raw base.
+struct Bench {
+    url: String,
+    store: PostgresEventStore,
+    raw: PgPool,
+    raw_schema: String,
+}
+
+impl Bench {
+    async fn new() -> Self {
+        let url = database_url().await;
+        let schema = unique_schema_name().replacen("annals_test_", "annals_bench_", 1);
+        let raw_schema = format!("{schema}_raw");
+        let store = PostgresEventStore::connect_with(
+            &url,
+            PostgresOptions::new().schema(&schema).max_connections(POOL),
+        )
+        .await
+        .unwrap();
+        // The same migration creates the base's table, so both have identical
+        // columns, constraints and indexes.
+        PostgresEventStore::connect_with(&url, PostgresOptions::new().schema(&raw_schema))
+            .await
+            .unwrap();
+        let raw = PgPoolOptions::new()
+            .max_connections(POOL)
+            .connect(&url)
+            .await
+            .unwrap();
+        // Open every pooled connection and warm the statement caches before any
+        // measurement (the first appends would otherwise pay for connecting).
+        let warm_store = (0..POOL * 2).map(|i| {
+            let store = &store;
+            async move {
+                let stream = StreamId::new(format!("warm-{i}")).unwrap();
+                store
+                    .append(&stream, ExpectedVersion::Any, events(1))
+                    .await
+                    .unwrap();
+            }
+        });
+        futures::future::join_all(warm_store).await;
+        let warm_raw = (0..POOL * 2).map(|_| sqlx::query("SELECT 1").execute(&raw));
+        for result in futures::future::join_all(warm_raw).await {
+            result.unwrap();
+        }
+        Bench {
+            url,
+            store,
+            raw,
+            raw_schema,
+        }
+    }
+
+    async fn drop(self) {
+        let schema = self.store.schema().to_owned();
+        self.store.pool().close().await;
+        self.raw.close().await;
+        drop_schema(&self.url, &schema).await;
+        drop_schema(&self.url, &self.raw_schema).await;
+    }
+}
+
+const COLUMNS: &str = "position, event_id, stream_id, version, event_type, content_type, payload, metadata, transaction_id";
+
+fn insert_sql(schema: &str, rows: usize) -> String {
+    let mut sql = format!("INSERT INTO \"{schema}\".events ({COLUMNS}) VALUES ");
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        let p = i * 7;
+        sql.push_str(&format!(
+            "(nextval('\"{schema}\".events_position_seq'),${},${},${},${},${},${},${}::jsonb,pg_current_xact_id())",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5,
+            p + 6,
+            p + 7
+        ));
+    }
+    sql
+}
+
+/// The raw append: the same rows the store writes, one multi-row INSERT, autocommit.
+async fn raw_append(pool: &PgPool, sql: &str, stream: &str, first_version: i64, n: usize) {
+    let mut query = sqlx::query(AssertSqlSafe(sql.to_owned()));
+    for i in 0..n {
+        query = query
+            .bind(uuid_v7())
+            .bind(stream.to_owned())
+            .bind(first_version + i as i64)
+            .bind("OrderPlaced.v1")
+            .bind("application/json")
+            .bind(payload(i).into_bytes())
+            .bind(r#"{"correlation_id":"bench-request"}"#);
+    }
+    query.execute(pool).await.unwrap();
+}
+
+fn uuid_v7() -> sqlx::types::Uuid {
+    *annals_postgres::EventId::new().as_uuid()
+}
+
+fn group<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+    secs: u64,
+) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
+    let mut group = c.benchmark_group(name);
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(secs));
+    group
+}
+
+fn append(c: &mut Criterion) {
+    let rt = runtime();
+    let bench = rt.block_on(Bench::new());
+    let streams = AtomicU64::new(0);
+
+    for size in [1usize, 10, 100, 1000] {
+        let mut g = group(c, "postgres/append", 5);
+        g.throughput(Throughput::Elements(size as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, &size| {
+            b.to_async(&rt).iter_batched(
+                || {
+                    let n = streams.fetch_add(1, Ordering::Relaxed);
+                    (StreamId::new(format!("order-{n}")).unwrap(), events(size))
+                },
+                |(stream, batch)| {
+                    let store = &bench.store;
+                    async move {
+                        store
+                            .append(&stream, ExpectedVersion::NoStream, batch)
+                            .await
+                            .unwrap()
+                    }
+                },
+                BatchSize::SmallInput,
+            );
+        });
+        g.finish();
+
+        let sql = insert_sql(&bench.raw_schema, size);
+        let mut g = group(c, "postgres_raw/append", 5);
+        g.throughput(Throughput::Elements(size as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, &size| {
+            b.to_async(&rt).iter_batched(
+                || format!("order-{}", streams.fetch_add(1, Ordering::Relaxed)),
+                |stream| {
+                    let (raw, sql) = (&bench.raw, &sql);
+                    async move { raw_append(raw, sql, &stream, 1, size).await }
+                },
+                BatchSize::SmallInput,
+            );
+        });
+        g.finish();
+    }
+
+    // Single-event appends from 1 and 16 concurrent tasks, each to its own stream.
+    const PER_TASK: usize = 50;
+    let store = Arc::new(bench.store.clone());
+    let mut g = group(c, "postgres/append_single", 6);
+    for tasks in [1usize, 16] {
+        g.throughput(Throughput::Elements((tasks * PER_TASK) as u64));
+        g.bench_with_input(BenchmarkId::new("tasks", tasks), &tasks, |b, &tasks| {
+            b.to_async(&rt).iter(|| {
+                let store = Arc::clone(&store);
+                let first = streams.fetch_add(tasks as u64, Ordering::Relaxed);
+                async move {
+                    let handles: Vec<_> = (0..tasks)
+                        .map(|t| {
+                            let store = Arc::clone(&store);
+                            tokio::spawn(async move {
+                                let stream =
+                                    StreamId::new(format!("single-{}", first + t as u64)).unwrap();
+                                for (i, event) in events(PER_TASK).into_iter().enumerate() {
+                                    store
+                                        .append(
+                                            &stream,
+                                            ExpectedVersion::Exact(Version::new(i as u64)),
+                                            vec![event],
+                                        )
+                                        .await
+                                        .unwrap();
+                                }
+                            })
+                        })
+                        .collect();
+                    for handle in handles {
+                        handle.await.unwrap();
+                    }
+                }
+            });
+        });
+    }
+    g.finish();
+
+    let raw = bench.raw.clone();
+    let sql: Arc<str> = insert_sql(&bench.raw_schema, 1).into();
+    let mut g = group(c, "postgres_raw/append_single", 6);
+    for tasks in [1usize, 16] {
+        g.throughput(Throughput::Elements((tasks * PER_TASK) as u64));
+        g.bench_with_input(BenchmarkId::new("tasks", tasks), &tasks, |b, &tasks| {
+            b.to_async(&rt).iter(|| {
+                let (raw, sql) = (raw.clone(), Arc::clone(&sql));
+                let first = streams.fetch_add(tasks as u64, Ordering::Relaxed);
+                async move {
+                    let handles: Vec<_> = (0..tasks)
+                        .map(|t| {
+                            let (raw, sql) = (raw.clone(), Arc::clone(&sql));
+                            tokio::spawn(async move {
+                                let stream = format!("single-{}", first + t as u64);
+                                for i in 0..PER_TASK {
+                                    raw_append(&raw, &sql, &stream, i as i64 + 1, 1).await;
+                                }
+                            })
+                        })
+                        .collect();
+                    for handle in handles {
+                        handle.await.unwrap();
+                    }
+                }
+            });
+        });
+    }
+    g.finish();
+
+    rt.block_on(bench.drop());
+}
+
+type RawRow = (
+    i64,
+    sqlx::types::Uuid,
+    String,
+    i64,
+    String,
+    String,
+    Vec<u8>,
+    String,
+);
+
+fn decode_raw(row: &sqlx::postgres::PgRow) -> RawRow {
+    (
+        row.get(0),
+        row.get(1),
+        row.get(2),
+        row.get(3),
+        row.get(4),
+        row.get(5),
+        row.get(6),
+        row.get(7),
+    )
+}
+
+fn replay(c: &mut Criterion) {
+    let rt = runtime();
+    let bench = rt.block_on(Bench::new());
+    let stream = StreamId::new("replay").unwrap();
+    rt.block_on(async {
+        for chunk in 0..REPLAY / 1000 {
+            bench
+                .store
+                .append(
+                    &stream,
+                    ExpectedVersion::Exact(Version::new(chunk * 1000)),
+                    events(1000),
+                )
+                .await
+                .unwrap();
+        }
+        sqlx::query(AssertSqlSafe(format!(
+            "VACUUM ANALYZE \"{}\".events",
+            bench.store.schema()
+        )))
+        .execute(&bench.raw)
+        .await
+        .unwrap();
+    });
+    let store = &bench.store;
+    let schema = store.schema().to_owned();
+    let raw_columns = "e.position, e.event_id, e.stream_id, e.version, e.event_type, \
+                       e.content_type, e.payload, e.metadata::text";
+
+    let mut g = group(c, "postgres/read_stream", 8);
+    g.throughput(Throughput::Elements(REPLAY));
+    g.bench_function(BenchmarkId::from_parameter(REPLAY), |b| {
+        b.to_async(&rt).iter(|| async {
+            let n = store
+                .read_stream(&stream, Version::FIRST, None)
+                .try_fold(0u64, |n, e| async move { Ok(n + e.version.get().min(1)) })
+                .await
+                .unwrap();
+            assert_eq!(n, REPLAY);
+        });
+    });
+    g.finish();
+
+    let mut g = group(c, "postgres_raw/read_stream", 8);
+    g.throughput(Throughput::Elements(REPLAY));
+    g.bench_function(BenchmarkId::from_parameter(REPLAY), |b| {
+        b.to_async(&rt).iter(|| async {
+            let n = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {raw_columns} FROM \"{schema}\".events e \
+                 WHERE e.stream_id = $1 AND e.version >= $2 ORDER BY e.version"
+            )))
+            .bind("replay")
+            .bind(1i64)
+            .fetch(&bench.raw)
+            .map(|row| decode_raw(&row.unwrap()))
+            .fold(0u64, |n, row| async move { n + u64::from(row.3 > 0) })
+            .await;
+            assert_eq!(n, REPLAY);
+        });
+    });
+    g.finish();
+
+    let mut g = group(c, "postgres/read_all", 8);
+    g.throughput(Throughput::Elements(REPLAY));
+    g.bench_function(BenchmarkId::from_parameter(REPLAY), |b| {
+        b.to_async(&rt).iter(|| async {
+            let n = store
+                .read_all(Position::START, ReadFilter::new(), None)
+                .try_fold(0u64, |n, e| async move { Ok(n + e.position.get().min(1)) })
+                .await
+                .unwrap();
+            assert_eq!(n, REPLAY);
+        });
+    });
+    g.finish();
+
+    let mut g = group(c, "postgres_raw/read_all", 8);
+    g.throughput(Throughput::Elements(REPLAY));
+    g.bench_function(BenchmarkId::from_parameter(REPLAY), |b| {
+        b.to_async(&rt).iter(|| async {
+            let n = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {raw_columns} FROM \"{schema}\".events e \
+                 WHERE e.position >= $1 ORDER BY e.position"
+            )))
+            .bind(1i64)
+            .fetch(&bench.raw)
+            .map(|row| decode_raw(&row.unwrap()))
+            .fold(0u64, |n, row| async move { n + u64::from(row.0 > 0) })
+            .await;
+            assert_eq!(n, REPLAY);
+        });
+    });
+    g.finish();
+
+    rt.block_on(bench.drop());
+}
+
+criterion_group!(benches, append, replay);
 criterion_main!(benches);

@@ -1,6 +1,11 @@
 //! Repository behaviour against the in-memory store: load, execute, retries,
 //! snapshots, upcasting, codecs.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::sync::{
     atomic::{AtomicBool, AtomicU32, Ordering},

@@ -16,6 +16,7 @@ use sqlx::{
 use crate::{
     error::backend,
     options::{Location, SqliteOptions, Synchronous},
+    writer::{Source, Writer},
     Error, Result,
 };
 
@@ -95,9 +96,9 @@ impl OpenError {
     }
 }
 
-/// The two pools a store runs on.
+/// What a store runs on: the writer and the reader pool.
 pub(crate) struct Pools {
-    pub(crate) writer: SqlitePool,
+    pub(crate) writer: Writer,
     pub(crate) readers: SqlitePool,
 }
 
@@ -129,9 +130,12 @@ async fn connect_memory(options: &SqliteOptions) -> Result<Pools> {
         .connect_with(connect)
         .await
         .map_err(|e| backend("opening an in-memory SQLite database", e))?;
-    migrate(&pool).await?;
+    MIGRATOR
+        .run(&pool)
+        .await
+        .map_err(|e| backend("applying the SQLite schema migrations", e))?;
     Ok(Pools {
-        writer: pool.clone(),
+        writer: Writer::new(Source::Pool(pool.clone()), None, options.acquire_timeout),
         readers: pool,
     })
 }
@@ -150,21 +154,20 @@ async fn connect_file(options: &SqliteOptions, path: &Path) -> Result<Pools> {
     let connect = base_options(options)
         .filename(path)
         .synchronous(synchronous);
-    let writer = SqlitePoolOptions::new()
-        .max_connections(1)
-        .min_connections(1)
-        .idle_timeout(None)
-        .max_lifetime(None)
-        .acquire_timeout(options.acquire_timeout)
-        .connect_with(
-            connect
-                .clone()
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal),
-        )
+    let writer_options = connect
+        .clone()
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal);
+    let mut writer = writer_options
+        .connect()
         .await
         .map_err(|e| backend(format!("opening `{}`", path.display()), e))?;
-    migrate(&writer).await?;
+    if let Err(e) = MIGRATOR.run(&mut writer).await {
+        if let Err(close) = writer.close().await {
+            tracing::debug!(error = %close, "closing the writer after a failed migration");
+        }
+        return Err(backend("applying the SQLite schema migrations", e));
+    }
     let readers = SqlitePoolOptions::new()
         .max_connections(options.max_readers)
         .min_connections(0)
@@ -173,14 +176,14 @@ async fn connect_file(options: &SqliteOptions, path: &Path) -> Result<Pools> {
         .await
         .map_err(|e| backend(format!("opening `{}` for reading", path.display()), e))?;
     tracing::debug!(path = %path.display(), "opened SQLite event store");
-    Ok(Pools { writer, readers })
-}
-
-async fn migrate(pool: &SqlitePool) -> Result<()> {
-    MIGRATOR
-        .run(pool)
-        .await
-        .map_err(|e| backend("applying the SQLite schema migrations", e))
+    Ok(Pools {
+        writer: Writer::new(
+            Source::Connect(Box::new(writer_options)),
+            Some(writer),
+            options.acquire_timeout,
+        ),
+        readers,
+    })
 }
 
 /// Refuses, before anything writes to it, a file that is not an SQLite database or

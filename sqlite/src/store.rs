@@ -22,7 +22,6 @@ use crate::{
 #[derive(Clone, Debug)]
 pub struct SqliteEventStore {
     pub(crate) writer: Arc<Writer>,
-    pub(crate) writer_pool: SqlitePool,
     pub(crate) readers: SqlitePool,
     pub(crate) acquire_timeout: Duration,
     pub(crate) options: SqliteOptions,
@@ -47,14 +46,8 @@ impl SqliteEventStore {
     /// Opens a store with explicit options.
     pub async fn open_with(options: SqliteOptions) -> Result<Self> {
         let pools = open::connect(&options).await?;
-        let keep = options.path().is_some();
         Ok(SqliteEventStore {
-            writer: Arc::new(Writer::new(
-                pools.writer.clone(),
-                options.acquire_timeout,
-                keep,
-            )),
-            writer_pool: pools.writer,
+            writer: Arc::new(pools.writer),
             readers: pools.readers,
             acquire_timeout: options.acquire_timeout,
             options,
@@ -75,9 +68,10 @@ impl SqliteEventStore {
     /// the WAL into the database file). Later operations on this store or its
     /// clones fail.
     pub async fn close(&self) {
-        self.writer.release().await;
+        // Readers first: the last connection to close checkpoints the WAL into the
+        // database file, and only the writer can.
         self.readers.close().await;
-        self.writer_pool.close().await;
+        self.writer.release().await;
     }
 
     /// The pool of read-only connections, for inspection and maintenance queries

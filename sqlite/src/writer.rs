@@ -6,31 +6,48 @@
 //! write wait, for at most the busy timeout). Handing a connection over through
 //! the mutex is cheaper than returning it to a pool after every write.
 
-use std::{ops::DerefMut, time::Duration};
+use std::time::Duration;
 
-use sqlx::{pool::PoolConnection, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{
+    pool::PoolConnection, sqlite::SqliteConnectOptions, ConnectOptions, Connection, Sqlite,
+    SqliteConnection, SqlitePool,
+};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::{error::map_sqlx, Error, Result};
 
+/// Where the writer connection comes from.
+#[derive(Debug)]
+pub(crate) enum Source {
+    /// A file store owns its writer connection outright (reconnecting with these
+    /// options if it is ever discarded).
+    Connect(Box<SqliteConnectOptions>),
+    /// An in-memory store shares its only connection with readers, so it borrows it
+    /// from the pool for each write and gives it back after.
+    Pool(SqlitePool),
+}
+
+#[derive(Debug)]
+enum Conn {
+    Owned(SqliteConnection),
+    Pooled(PoolConnection<Sqlite>),
+}
+
 /// The writer connection slot.
 #[derive(Debug)]
 pub(crate) struct Writer {
-    slot: Mutex<Option<PoolConnection<Sqlite>>>,
-    pool: SqlitePool,
+    slot: Mutex<Option<Conn>>,
+    source: Source,
     timeout: Duration,
-    /// Keep the connection between writes (file stores). An in-memory store shares
-    /// its only connection with readers, so it gives it back after each write.
-    keep: bool,
 }
 
 impl Writer {
-    pub(crate) fn new(pool: SqlitePool, timeout: Duration, keep: bool) -> Self {
+    /// A writer, optionally starting with an already-open connection.
+    pub(crate) fn new(source: Source, conn: Option<SqliteConnection>, timeout: Duration) -> Self {
         Writer {
-            slot: Mutex::new(None),
-            pool,
+            slot: Mutex::new(conn.map(Conn::Owned)),
+            source,
             timeout,
-            keep,
         }
     }
 
@@ -40,38 +57,45 @@ impl Writer {
             .await
             .map_err(|_| Error::Timeout(self.timeout))?;
         if slot.is_none() {
-            let conn = self
-                .pool
-                .acquire()
-                .await
-                .map_err(map_sqlx("opening the writer connection", self.timeout))?;
-            *slot = Some(conn);
+            let what = "opening the writer connection";
+            *slot = Some(match &self.source {
+                Source::Connect(options) => Conn::Owned(
+                    options
+                        .connect()
+                        .await
+                        .map_err(|e| Error::backend(what, e))?,
+                ),
+                Source::Pool(pool) => {
+                    Conn::Pooled(pool.acquire().await.map_err(map_sqlx(what, self.timeout))?)
+                }
+            });
         }
-        Ok(WriterGuard {
-            slot,
-            keep: self.keep,
-        })
+        Ok(WriterGuard { slot })
     }
 
-    /// Gives the connection back to its pool (before closing the pool).
+    /// Closes the writer connection (a later write reopens it).
     pub(crate) async fn release(&self) {
-        self.slot.lock().await.take();
+        if let Some(Conn::Owned(conn)) = self.slot.lock().await.take() {
+            if let Err(e) = conn.close().await {
+                tracing::debug!(error = %e, "closing the writer connection failed");
+            }
+        }
     }
 }
 
 /// Exclusive use of the writer connection.
 pub(crate) struct WriterGuard<'a> {
-    slot: MutexGuard<'a, Option<PoolConnection<Sqlite>>>,
-    keep: bool,
+    slot: MutexGuard<'a, Option<Conn>>,
 }
 
 impl WriterGuard<'_> {
     /// The connection.
     pub(crate) fn conn(&mut self) -> Result<&mut SqliteConnection> {
-        self.slot
-            .as_mut()
-            .map(DerefMut::deref_mut)
-            .ok_or_else(|| Error::backend("the writer connection", "is not open"))
+        match self.slot.as_mut() {
+            Some(Conn::Owned(conn)) => Ok(conn),
+            Some(Conn::Pooled(conn)) => Ok(conn),
+            None => Err(Error::backend("the writer connection", "is not open")),
+        }
     }
 
     /// Drops the connection after a driver failure; the next writer opens a new one.
@@ -82,7 +106,8 @@ impl WriterGuard<'_> {
 
 impl Drop for WriterGuard<'_> {
     fn drop(&mut self) {
-        if !self.keep {
+        // A borrowed pool connection goes back after every write.
+        if matches!(self.slot.as_ref(), Some(Conn::Pooled(_))) {
             self.slot.take();
         }
     }

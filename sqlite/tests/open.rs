@@ -182,3 +182,25 @@ async fn a_store_opened_on_an_empty_file_initialises_it() {
         Version::new(1)
     );
 }
+
+/// Dropping a store (and its writer connection) outside any async runtime is fine.
+#[test]
+fn a_store_can_be_dropped_outside_a_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let store = runtime
+        .block_on(SqliteEventStore::open(dir.path().join("events.db")))
+        .unwrap();
+    let stream = StreamId::new("s").unwrap();
+    runtime
+        .block_on(store.append(&stream, ExpectedVersion::NoStream, vec![event(1)]))
+        .unwrap();
+    drop(store);
+    drop(runtime);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let store = runtime
+        .block_on(SqliteEventStore::open(dir.path().join("events.db")))
+        .unwrap();
+    let version = runtime.block_on(store.stream_version(&stream)).unwrap();
+    assert_eq!(version, Version::new(1));
+}

@@ -50,7 +50,7 @@
 //! other gets [`Error::Conflict`]. Each append is one statement (one round trip),
 //! however many events it carries.
 //!
-//! **Global order, gap-safe.** Positions come from an identity column, allocated
+//! **Global order, gap-safe.** Positions come from a sequence, allocated
 //! when an append *starts* but visible when it *commits*, so a naive
 //! `WHERE position > last` reader could skip a slow append. This store hands out
 //! positions and transaction ids in the same order (a short advisory lock around

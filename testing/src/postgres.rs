@@ -43,7 +43,8 @@ const HOW_TO: &str = "no PostgreSQL server for the tests. Provide one of:\n\
       sudo apt-get install postgresql && sudo -u postgres psql -c \"ALTER USER postgres PASSWORD NULL\"\n\
       (and `host all all 127.0.0.1/32 trust` in pg_hba.conf)\n\
   * a running Docker engine (DOCKER_HOST or /var/run/docker.sock): a disposable\n\
-    postgres container is started with testcontainers";
+    postgres container is started with testcontainers (offline: build the image with\n\
+    scripts/postgres-image.sh and set ANNALS_TEST_PG_IMAGE=annals-postgres:15)";
 
 struct Resolved {
     url: String,
@@ -115,9 +116,21 @@ async fn resolve() -> Resolved {
 }
 
 async fn start_container() -> Result<Resolved, Box<dyn std::error::Error + Send + Sync>> {
-    use testcontainers_modules::{postgres::Postgres, testcontainers::runners::AsyncRunner};
+    use testcontainers_modules::{
+        postgres::Postgres,
+        testcontainers::{runners::AsyncRunner, ImageExt},
+    };
 
-    let container = Postgres::default().start().await?;
+    // `ANNALS_TEST_PG_IMAGE=name:tag` selects another image, e.g. the one
+    // `scripts/postgres-image.sh` builds offline (see docs/backends/containers.md).
+    let image = Postgres::default();
+    let container = match std::env::var("ANNALS_TEST_PG_IMAGE") {
+        Ok(spec) if !spec.trim().is_empty() => {
+            let (name, tag) = spec.trim().rsplit_once(':').unwrap_or((spec.trim(), "latest"));
+            image.with_name(name).with_tag(tag).start().await?
+        }
+        _ => image.start().await?,
+    };
     let host = container.get_host().await?;
     let port = container.get_host_port_ipv4(5432).await?;
     let url = format!("postgres://postgres:postgres@{host}:{port}/postgres");

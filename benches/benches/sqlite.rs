@@ -1,7 +1,7 @@
 //! SQLite backend: append and replay throughput (events/s), against the same SQL
 //! done directly through sqlx as the ratio base.
 //!
-//! `cargo bench -p annals-benches --bench sqlite` (about 4 minutes; add `-- --quick`
+//! `cargo bench -p annals-benches --bench sqlite` (about 2.5 minutes; add `-- --quick`
 //! for a short run). Groups:
 //!
 //! * `sqlite/append/{1,10,100,1000}` — one `append` of a batch of that many events to
@@ -16,7 +16,12 @@
 //! * `sqlite_raw/read_stream/100000`, `sqlite_raw/read_all/100000` — the base: one
 //!   `SELECT` of the same columns fetched with sqlx and decoded into owned Rust
 //!   values (`i64`, `Vec<u8>`, `String`).
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_wrap
+)]
 
 use std::{
     path::Path,

@@ -168,3 +168,51 @@ async fn two_stores_on_one_file_share_the_write_lock() {
     assert_complete_and_contiguous(&log);
     assert_eq!(read_everything(&a).await, log);
 }
+
+/// Appends cancelled at any point (the caller's future dropped mid-transaction)
+/// leave no partial batch behind and do not wedge the writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_appends_are_all_or_nothing_and_the_writer_recovers() {
+    const BATCH: u64 = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteEventStore::open(dir.path().join("events.db"))
+        .await
+        .unwrap();
+    let stream = StreamId::new("cancelled").unwrap();
+    for round in 0..40u64 {
+        let batch: Vec<NewEvent> = (0..BATCH).map(event).collect();
+        let store2 = store.clone();
+        let stream2 = stream.clone();
+        let task =
+            tokio::spawn(async move { store2.append(&stream2, ExpectedVersion::Any, batch).await });
+        // Cancel after a varying delay: before, during or after the transaction.
+        tokio::time::sleep(std::time::Duration::from_micros((round * 211) % 4000)).await;
+        task.abort();
+        let _ = task.await;
+        let version = store.stream_version(&stream).await.unwrap();
+        assert_eq!(
+            version.get() % BATCH,
+            0,
+            "round {round}: partial batch visible"
+        );
+        // A cancelled append's outcome is unknown to its caller: its COMMIT may still
+        // be in flight and land before the next write. Either way, whole batches only.
+        let result = store
+            .append(
+                &stream,
+                ExpectedVersion::Any,
+                (0..BATCH).map(event).collect(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: the writer did not recover: {e}"));
+        assert!(result.version.get() >= version.get() + BATCH);
+        assert_eq!(
+            result.version.get() % BATCH,
+            0,
+            "round {round}: partial batch"
+        );
+    }
+    let log = read_everything(&store).await;
+    assert_complete_and_contiguous(&log);
+    assert_eq!(log.len() as u64 % BATCH, 0);
+}

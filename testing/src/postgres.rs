@@ -126,7 +126,10 @@ async fn start_container() -> Result<Resolved, Box<dyn std::error::Error + Send 
     let image = Postgres::default();
     let container = match std::env::var("ANNALS_TEST_PG_IMAGE") {
         Ok(spec) if !spec.trim().is_empty() => {
-            let (name, tag) = spec.trim().rsplit_once(':').unwrap_or((spec.trim(), "latest"));
+            let (name, tag) = spec
+                .trim()
+                .rsplit_once(':')
+                .unwrap_or((spec.trim(), "latest"));
             image.with_name(name).with_tag(tag).start().await?
         }
         _ => image.start().await?,

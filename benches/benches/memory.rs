@@ -7,31 +7,12 @@
 
 use std::{sync::Arc, time::Duration};
 
+use annals_benches::{events, runtime, single_event_appends};
 use annals_memory::{
-    EventStore, ExpectedVersion, MemoryEventStore, NewEvent, Position, ReadFilter, StreamId,
-    Version,
+    EventStore, ExpectedVersion, MemoryEventStore, Position, ReadFilter, StreamId, Version,
 };
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use futures::StreamExt;
-
-fn events(n: usize) -> Vec<NewEvent> {
-    (0..n)
-        .map(|i| {
-            NewEvent::new(
-                "OrderPlaced.v1",
-                format!(r#"{{"order":{i},"customer":"ada","total":3000}}"#),
-            )
-        })
-        .collect()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn append(c: &mut Criterion) {
     let rt = runtime();
@@ -66,34 +47,10 @@ fn append(c: &mut Criterion) {
     for tasks in [1usize, 16] {
         group.throughput(Throughput::Elements((tasks * PER_TASK) as u64));
         group.bench_with_input(BenchmarkId::new("tasks", tasks), &tasks, |b, &tasks| {
+            // A fresh store per iteration, so every task starts a new stream at version 0.
             b.to_async(&rt).iter_batched(
-                || {
-                    (
-                        Arc::new(MemoryEventStore::new()),
-                        (0..tasks).map(|_| events(PER_TASK)).collect::<Vec<_>>(),
-                    )
-                },
-                |(store, per_task)| async move {
-                    let handles: Vec<_> = per_task
-                        .into_iter()
-                        .enumerate()
-                        .map(|(t, evs)| {
-                            let store = Arc::clone(&store);
-                            tokio::spawn(async move {
-                                let stream = StreamId::new(format!("task-{t}")).unwrap();
-                                for e in evs {
-                                    store
-                                        .append(&stream, ExpectedVersion::Any, vec![e])
-                                        .await
-                                        .unwrap();
-                                }
-                            })
-                        })
-                        .collect();
-                    for h in handles {
-                        h.await.unwrap();
-                    }
-                },
+                || Arc::new(MemoryEventStore::new()),
+                |store| single_event_appends(store, tasks, PER_TASK, 0),
                 BatchSize::LargeInput,
             );
         });

@@ -38,9 +38,10 @@ use std::{
     time::Duration,
 };
 
+use annals_benches::{events, payload, runtime, single_event_appends};
 use annals_postgres::{
-    EventStore, ExpectedVersion, Metadata, NewEvent, Position, PostgresEventStore, PostgresOptions,
-    ReadFilter, StreamId, Version,
+    EventStore, ExpectedVersion, Position, PostgresEventStore, PostgresOptions, ReadFilter,
+    StreamId, Version,
 };
 use annals_testing::postgres::{database_url, drop_schema, unique_schema_name};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
@@ -49,27 +50,6 @@ use sqlx::{postgres::PgPoolOptions, AssertSqlSafe, PgPool, Row};
 
 const REPLAY: u64 = 100_000;
 const POOL: u32 = 20;
-
-fn payload(i: usize) -> String {
-    format!(r#"{{"order":{i},"customer":"ada","lines":[{{"sku":"A-1","qty":2}}],"total":3000}}"#)
-}
-
-fn events(n: usize) -> Vec<NewEvent> {
-    (0..n)
-        .map(|i| {
-            NewEvent::new("OrderPlaced.v1", payload(i))
-                .with_metadata(Metadata::new().with_correlation_id("bench-request"))
-        })
-        .collect()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// The bench's database: a store in its own schema, and a plain pool plus schema
 /// (same table shape, created by the same migration) for the raw base.
@@ -247,30 +227,7 @@ fn append(c: &mut Criterion) {
             b.to_async(&rt).iter(|| {
                 let store = Arc::clone(&store);
                 let first = streams.fetch_add(tasks as u64, Ordering::Relaxed);
-                async move {
-                    let handles: Vec<_> = (0..tasks)
-                        .map(|t| {
-                            let store = Arc::clone(&store);
-                            tokio::spawn(async move {
-                                let stream =
-                                    StreamId::new(format!("single-{}", first + t as u64)).unwrap();
-                                for (i, event) in events(PER_TASK).into_iter().enumerate() {
-                                    store
-                                        .append(
-                                            &stream,
-                                            ExpectedVersion::Exact(Version::new(i as u64)),
-                                            vec![event],
-                                        )
-                                        .await
-                                        .unwrap();
-                                }
-                            })
-                        })
-                        .collect();
-                    for handle in handles {
-                        handle.await.unwrap();
-                    }
-                }
+                single_event_appends(store, tasks, PER_TASK, first)
             });
         });
     }

@@ -32,9 +32,10 @@ use std::{
     time::Duration,
 };
 
+use annals_benches::{events, payload, runtime, single_event_appends};
 use annals_sqlite::{
-    EventId, EventStore, ExpectedVersion, Metadata, NewEvent, Position, ReadFilter,
-    SqliteEventStore, StreamId, Timestamp, Version,
+    EventId, EventStore, ExpectedVersion, Position, ReadFilter, SqliteEventStore, StreamId,
+    Timestamp, Version,
 };
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use futures::{StreamExt, TryStreamExt};
@@ -46,27 +47,6 @@ use sqlx::{
 const REPLAY: u64 = 100_000;
 const COLUMNS: &str =
     "position, event_id, stream_id, version, event_type, content_type, payload, metadata, recorded_at";
-
-fn payload(i: usize) -> String {
-    format!(r#"{{"order":{i},"customer":"ada","lines":[{{"sku":"A-1","qty":2}}],"total":3000}}"#)
-}
-
-fn events(n: usize) -> Vec<NewEvent> {
-    (0..n)
-        .map(|i| {
-            NewEvent::new("OrderPlaced.v1", payload(i))
-                .with_metadata(Metadata::new().with_correlation_id("bench-request"))
-        })
-        .collect()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// A plain sqlx pool on a file with the annals schema and the store's pragmas.
 async fn raw_pool(path: &Path, max: u32) -> SqlitePool {
@@ -210,30 +190,7 @@ fn append(c: &mut Criterion) {
             b.to_async(&rt).iter(|| {
                 let store = Arc::clone(&store);
                 let first = streams.fetch_add(tasks as u64, Ordering::Relaxed);
-                async move {
-                    let handles: Vec<_> = (0..tasks)
-                        .map(|t| {
-                            let store = Arc::clone(&store);
-                            tokio::spawn(async move {
-                                let stream =
-                                    StreamId::new(format!("single-{}", first + t as u64)).unwrap();
-                                for (i, event) in events(PER_TASK).into_iter().enumerate() {
-                                    store
-                                        .append(
-                                            &stream,
-                                            ExpectedVersion::Exact(Version::new(i as u64)),
-                                            vec![event],
-                                        )
-                                        .await
-                                        .unwrap();
-                                }
-                            })
-                        })
-                        .collect();
-                    for handle in handles {
-                        handle.await.unwrap();
-                    }
-                }
+                single_event_appends(store, tasks, PER_TASK, first)
             });
         });
     }

@@ -1,1 +1,66 @@
-//! Benchmarks live in `benches/benches/`; this crate has no library code.
+//! Workloads shared by the benchmark groups in `benches/benches/`, so every backend
+//! is measured on exactly the same events and the same concurrency pattern.
+// Benchmarks abort on any error: a failed append means the figure is meaningless.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![deny(missing_docs)]
+
+use std::sync::Arc;
+
+use annals_core::{EventStore, ExpectedVersion, Metadata, NewEvent, StreamId, Version};
+
+/// The JSON payload of benchmark event `i` (~75 bytes, a realistic order).
+pub fn payload(i: usize) -> String {
+    format!(r#"{{"order":{i},"customer":"ada","lines":[{{"sku":"A-1","qty":2}}],"total":3000}}"#)
+}
+
+/// `n` benchmark events with one metadata field.
+pub fn events(n: usize) -> Vec<NewEvent> {
+    (0..n)
+        .map(|i| {
+            NewEvent::new("OrderPlaced.v1", payload(i))
+                .with_metadata(Metadata::new().with_correlation_id("bench-request"))
+        })
+        .collect()
+}
+
+/// The runtime every group measures on: multi-threaded, two workers (the CI machine's cores).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// `tasks` concurrent tasks, each appending `per_task` single-event appends with
+/// `Exact` versions to its own new stream `single-{first_stream + t}`.
+pub async fn single_event_appends<S>(
+    store: Arc<S>,
+    tasks: usize,
+    per_task: usize,
+    first_stream: u64,
+) where
+    S: EventStore + ?Sized + 'static,
+{
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let stream = StreamId::new(format!("single-{}", first_stream + t as u64)).unwrap();
+                for (i, event) in events(per_task).into_iter().enumerate() {
+                    store
+                        .append(
+                            &stream,
+                            ExpectedVersion::Exact(Version::new(i as u64)),
+                            vec![event],
+                        )
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.await.unwrap();
+    }
+}

@@ -74,6 +74,8 @@ macro_rules! conformance_suite {
             read_all_filters_by_event_type,
             read_all_filters_by_stream_prefix,
             read_all_combines_filters_and_limit,
+            read_all_prefix_matches_reference_semantics,
+            reads_spanning_many_pages_return_each_event_once,
             positions_strictly_increase_across_streams,
             append_result_matches_stored_events,
             recorded_event_round_trips_all_fields,
@@ -92,6 +94,7 @@ macro_rules! conformance_suite {
             snapshot_delete_removes_only_snapshot,
             invalid_snapshot_is_rejected,
             // scale and concurrency
+            cancelled_append_is_all_or_nothing,
             large_batch_is_atomic,
             concurrent_exact_appends_have_one_winner_per_version,
             concurrent_appends_to_different_streams_all_succeed,

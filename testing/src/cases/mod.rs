@@ -6,6 +6,7 @@
 
 mod aggregate;
 mod append;
+mod filters;
 mod idempotency;
 mod properties;
 mod reads;
@@ -16,6 +17,7 @@ mod validation;
 
 pub use aggregate::*;
 pub use append::*;
+pub use filters::*;
 pub use idempotency::*;
 pub use properties::*;
 pub use reads::*;

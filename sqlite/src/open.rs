@@ -110,7 +110,12 @@ pub(crate) async fn connect(options: &SqliteOptions) -> Result<Pools> {
 }
 
 fn base_options(options: &SqliteOptions) -> SqliteConnectOptions {
-    SqliteConnectOptions::new()
+    tuned(SqliteConnectOptions::new(), options)
+}
+
+/// Applies the store's per-connection settings to `connect`.
+fn tuned(connect: SqliteConnectOptions, options: &SqliteOptions) -> SqliteConnectOptions {
+    connect
         .foreign_keys(true)
         .busy_timeout(options.busy_timeout)
         .statement_cache_capacity(options.statement_cache_capacity)
@@ -119,8 +124,27 @@ fn base_options(options: &SqliteOptions) -> SqliteConnectOptions {
 }
 
 async fn connect_memory(options: &SqliteOptions) -> Result<Pools> {
-    let connect = base_options(options).in_memory(true).shared_cache(false);
-    // `:memory:` lives and dies with its connection: keep exactly one, forever.
+    // A private *named* in-memory database in shared-cache mode: it lives as long as
+    // one connection to it is open, so the anchor below keeps it alive even when the
+    // pool replaces its connection. Only the pool's connection ever runs statements,
+    // so shared-cache table locks never contend.
+    let name = format!(
+        "annals-memory-{}",
+        annals_core::EventId::new().as_uuid().simple()
+    );
+    // The URI form: sqlx's `in_memory(true)` + `shared_cache(true)` builder options
+    // do not share a named database between connections; `mode=memory&cache=shared`
+    // does (checked by the conformance case `cancelled_append_is_all_or_nothing`).
+    let uri = format!("sqlite:file:{name}?mode=memory&cache=shared");
+    let connect = tuned(
+        uri.parse::<SqliteConnectOptions>()
+            .map_err(|e| backend("configuring an in-memory SQLite database", e))?,
+        options,
+    );
+    let anchor = connect
+        .connect()
+        .await
+        .map_err(|e| backend("opening an in-memory SQLite database", e))?;
     let pool = SqlitePoolOptions::new()
         .max_connections(1)
         .min_connections(1)
@@ -135,7 +159,14 @@ async fn connect_memory(options: &SqliteOptions) -> Result<Pools> {
         .await
         .map_err(|e| backend("applying the SQLite schema migrations", e))?;
     Ok(Pools {
-        writer: Writer::new(Source::Pool(pool.clone()), None, options.acquire_timeout),
+        writer: Writer::new(
+            Source::Pool {
+                pool: pool.clone(),
+                _anchor: std::sync::Mutex::new(anchor),
+            },
+            None,
+            options.acquire_timeout,
+        ),
         readers: pool,
     })
 }

@@ -22,9 +22,17 @@ pub(crate) enum Source {
     /// A file store owns its writer connection outright (reconnecting with these
     /// options if it is ever discarded).
     Connect(Box<SqliteConnectOptions>),
-    /// An in-memory store shares its only connection with readers, so it borrows it
-    /// from the pool for each write and gives it back after.
-    Pool(SqlitePool),
+    /// An in-memory store shares its only pooled connection with readers, so it
+    /// borrows it from the pool for each write and gives it back after. The pool may
+    /// replace that connection (sqlx closes one left mid-command by a cancelled
+    /// append); `_anchor`, a second connection that never runs a statement, keeps the
+    /// named shared-cache database alive across such replacements.
+    Pool {
+        /// The store's connection pool (one connection).
+        pool: SqlitePool,
+        /// Holds the in-memory database open for the store's lifetime.
+        _anchor: std::sync::Mutex<SqliteConnection>,
+    },
 }
 
 #[derive(Debug)]
@@ -65,7 +73,7 @@ impl Writer {
                         .await
                         .map_err(|e| Error::backend(what, e))?,
                 ),
-                Source::Pool(pool) => {
+                Source::Pool { pool, .. } => {
                     Conn::Pooled(pool.acquire().await.map_err(map_sqlx(what, self.timeout))?)
                 }
             });

@@ -30,15 +30,12 @@
     clippy::cast_possible_wrap
 )]
 
-use std::{
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
-    time::Duration,
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
 };
 
-use annals_benches::{events, payload, runtime, single_event_appends};
+use annals_benches::{bench_group, events, payload, runtime, single_event_appends};
 use annals_postgres::{
     EventStore, ExpectedVersion, Position, PostgresEventStore, PostgresOptions, ReadFilter,
     StreamId, Version,
@@ -160,26 +157,13 @@ fn uuid_v7() -> sqlx::types::Uuid {
     *annals_postgres::EventId::new().as_uuid()
 }
 
-fn group<'a>(
-    c: &'a mut Criterion,
-    name: &str,
-    secs: u64,
-) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
-    let mut group = c.benchmark_group(name);
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(secs));
-    group
-}
-
 fn append(c: &mut Criterion) {
     let rt = runtime();
     let bench = rt.block_on(Bench::new(true));
     let streams = AtomicU64::new(0);
 
     for size in [1usize, 10, 100, 1000] {
-        let mut g = group(c, "postgres/append", 5);
+        let mut g = bench_group(c, "postgres/append", 10, 5);
         g.throughput(Throughput::Elements(size as u64));
         g.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, &size| {
             b.to_async(&rt).iter_batched(
@@ -202,7 +186,7 @@ fn append(c: &mut Criterion) {
         g.finish();
 
         let sql = insert_sql(&bench.raw_schema, size);
-        let mut g = group(c, "postgres_raw/append", 5);
+        let mut g = bench_group(c, "postgres_raw/append", 10, 5);
         g.throughput(Throughput::Elements(size as u64));
         g.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, &size| {
             b.to_async(&rt).iter_batched(
@@ -220,7 +204,7 @@ fn append(c: &mut Criterion) {
     // Single-event appends from 1 and 16 concurrent tasks, each to its own stream.
     const PER_TASK: usize = 50;
     let store = Arc::new(bench.store.clone());
-    let mut g = group(c, "postgres/append_single", 6);
+    let mut g = bench_group(c, "postgres/append_single", 10, 6);
     for tasks in [1usize, 16] {
         g.throughput(Throughput::Elements((tasks * PER_TASK) as u64));
         g.bench_with_input(BenchmarkId::new("tasks", tasks), &tasks, |b, &tasks| {
@@ -235,7 +219,7 @@ fn append(c: &mut Criterion) {
 
     let raw = bench.raw.clone();
     let sql: Arc<str> = insert_sql(&bench.raw_schema, 1).into();
-    let mut g = group(c, "postgres_raw/append_single", 6);
+    let mut g = bench_group(c, "postgres_raw/append_single", 10, 6);
     for tasks in [1usize, 16] {
         g.throughput(Throughput::Elements((tasks * PER_TASK) as u64));
         g.bench_with_input(BenchmarkId::new("tasks", tasks), &tasks, |b, &tasks| {
@@ -319,7 +303,7 @@ fn replay(c: &mut Criterion) {
     let raw_columns = "e.position, e.event_id, e.stream_id, e.version, e.event_type, \
                        e.content_type, e.payload, e.metadata::text";
 
-    let mut g = group(c, "postgres/read_stream", 8);
+    let mut g = bench_group(c, "postgres/read_stream", 10, 8);
     g.throughput(Throughput::Elements(REPLAY));
     g.bench_function(BenchmarkId::from_parameter(REPLAY), |b| {
         b.to_async(&rt).iter(|| async {
@@ -333,7 +317,7 @@ fn replay(c: &mut Criterion) {
     });
     g.finish();
 
-    let mut g = group(c, "postgres_raw/read_stream", 8);
+    let mut g = bench_group(c, "postgres_raw/read_stream", 10, 8);
     g.throughput(Throughput::Elements(REPLAY));
     g.bench_function(BenchmarkId::from_parameter(REPLAY), |b| {
         b.to_async(&rt).iter(|| async {
@@ -352,7 +336,7 @@ fn replay(c: &mut Criterion) {
     });
     g.finish();
 
-    let mut g = group(c, "postgres/read_all", 8);
+    let mut g = bench_group(c, "postgres/read_all", 10, 8);
     g.throughput(Throughput::Elements(REPLAY));
     g.bench_function(BenchmarkId::from_parameter(REPLAY), |b| {
         b.to_async(&rt).iter(|| async {
@@ -366,7 +350,7 @@ fn replay(c: &mut Criterion) {
     });
     g.finish();
 
-    let mut g = group(c, "postgres_raw/read_all", 8);
+    let mut g = bench_group(c, "postgres_raw/read_all", 10, 8);
     g.throughput(Throughput::Elements(REPLAY));
     g.bench_function(BenchmarkId::from_parameter(REPLAY), |b| {
         b.to_async(&rt).iter(|| async {

@@ -29,10 +29,9 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc,
     },
-    time::Duration,
 };
 
-use annals_benches::{events, payload, runtime, single_event_appends};
+use annals_benches::{bench_group, events, payload, runtime, single_event_appends};
 use annals_sqlite::{
     EventId, EventStore, ExpectedVersion, Position, ReadFilter, SqliteEventStore, StreamId,
     Timestamp, Version,
@@ -128,12 +127,8 @@ fn append(c: &mut Criterion) {
     let raw_position = AtomicU64::new(1);
 
     for size in [1usize, 10, 100, 1000] {
-        let mut group = c.benchmark_group("sqlite/append");
-        group
-            .throughput(Throughput::Elements(size as u64))
-            .sample_size(30)
-            .warm_up_time(Duration::from_secs(1))
-            .measurement_time(Duration::from_secs(5));
+        let mut group = bench_group(c, "sqlite/append", 30, 5);
+        group.throughput(Throughput::Elements(size as u64));
         group.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, &size| {
             b.to_async(&rt).iter_batched(
                 || {
@@ -154,12 +149,8 @@ fn append(c: &mut Criterion) {
         });
         group.finish();
 
-        let mut group = c.benchmark_group("sqlite_raw/append");
-        group
-            .throughput(Throughput::Elements(size as u64))
-            .sample_size(30)
-            .warm_up_time(Duration::from_secs(1))
-            .measurement_time(Duration::from_secs(5));
+        let mut group = bench_group(c, "sqlite_raw/append", 30, 5);
+        group.throughput(Throughput::Elements(size as u64));
         group.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, &size| {
             b.to_async(&rt).iter_batched(
                 || {
@@ -177,11 +168,7 @@ fn append(c: &mut Criterion) {
     }
 
     // Single-event appends from 1 and 16 concurrent tasks, each to its own stream.
-    let mut group = c.benchmark_group("sqlite/append_single");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5));
+    let mut group = bench_group(c, "sqlite/append_single", 10, 5);
     const PER_TASK: usize = 100;
     let store = Arc::new(store);
     for tasks in [1usize, 16] {
@@ -255,12 +242,8 @@ fn replay(c: &mut Criterion) {
             .unwrap()
     });
 
-    let mut group = c.benchmark_group("sqlite/read_stream");
-    group
-        .throughput(Throughput::Elements(REPLAY))
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(8));
+    let mut group = bench_group(c, "sqlite/read_stream", 10, 8);
+    group.throughput(Throughput::Elements(REPLAY));
     group.bench_function(BenchmarkId::from_parameter(REPLAY), |b| {
         b.to_async(&rt).iter(|| async {
             let n = store
@@ -273,12 +256,8 @@ fn replay(c: &mut Criterion) {
     });
     group.finish();
 
-    let mut group = c.benchmark_group("sqlite_raw/read_stream");
-    group
-        .throughput(Throughput::Elements(REPLAY))
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(8));
+    let mut group = bench_group(c, "sqlite_raw/read_stream", 10, 8);
+    group.throughput(Throughput::Elements(REPLAY));
     group.bench_function(BenchmarkId::from_parameter(REPLAY), |b| {
         b.to_async(&rt).iter(|| async {
             let n = sqlx::query(AssertSqlSafe(format!(
@@ -295,12 +274,8 @@ fn replay(c: &mut Criterion) {
     });
     group.finish();
 
-    let mut group = c.benchmark_group("sqlite/read_all");
-    group
-        .throughput(Throughput::Elements(REPLAY))
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(8));
+    let mut group = bench_group(c, "sqlite/read_all", 10, 8);
+    group.throughput(Throughput::Elements(REPLAY));
     group.bench_function(BenchmarkId::from_parameter(REPLAY), |b| {
         b.to_async(&rt).iter(|| async {
             let n = store
@@ -313,12 +288,8 @@ fn replay(c: &mut Criterion) {
     });
     group.finish();
 
-    let mut group = c.benchmark_group("sqlite_raw/read_all");
-    group
-        .throughput(Throughput::Elements(REPLAY))
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(8));
+    let mut group = bench_group(c, "sqlite_raw/read_all", 10, 8);
+    group.throughput(Throughput::Elements(REPLAY));
     group.bench_function(BenchmarkId::from_parameter(REPLAY), |b| {
         b.to_async(&rt).iter(|| async {
             let n = sqlx::query(AssertSqlSafe(format!(

@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use annals_core::{EventStore, ExpectedVersion, Metadata, NewEvent, StreamId, Version};
 
 /// The JSON payload of benchmark event `i` (~75 bytes, a realistic order).
@@ -30,6 +32,21 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// A criterion group with `samples` samples, a 1 s warm-up and `secs` of measurement.
+pub fn bench_group<'a>(
+    c: &'a mut criterion::Criterion,
+    name: &str,
+    samples: usize,
+    secs: u64,
+) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
+    let mut group = c.benchmark_group(name);
+    group
+        .sample_size(samples)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(secs));
+    group
 }
 
 /// `tasks` concurrent tasks, each appending `per_task` single-event appends with

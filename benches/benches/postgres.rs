@@ -9,11 +9,12 @@
 //!
 //! * `postgres/append/{1,10,100,1000}` — one `append` of a batch of that many
 //!   events to a new stream (`ExpectedVersion::NoStream`): validation, one
-//!   `append_events` call (id check, version check under the append lock, one
-//!   `INSERT … SELECT FROM unnest(…)`), commit.
+//!   statement (the stream's version, then `INSERT … SELECT FROM unnest(…)` with
+//!   positions from the transaction id), commit.
 //! * `postgres_raw/append/{n}` — the base: one plain multi-row
 //!   `INSERT … VALUES (…), (…)` of the same rows into a table of the same shape
-//!   (same constraints and indexes), autocommit; no checks.
+//!   (same constraints and indexes), positions from a sequence, autocommit; no
+//!   checks.
 //! * `postgres/append_single/tasks/{1,16}` — single-event appends (`Exact`) from 1
 //!   or 16 tasks, each to its own stream.
 //! * `postgres_raw/append_single/tasks/{1,16}` — the base: single-row `INSERT`
@@ -80,6 +81,13 @@ impl Bench {
             .connect(&url)
             .await
             .unwrap();
+        // The base numbers its rows the plain way: a sequence (`nextval` per row).
+        sqlx::query(AssertSqlSafe(format!(
+            "CREATE SEQUENCE \"{raw_schema}\".raw_position_seq AS bigint"
+        )))
+        .execute(&raw)
+        .await
+        .unwrap();
         // Open every pooled connection and warm the statement caches before any
         // measurement (the first appends would otherwise pay for connecting).
         let warm_store = (0..if warm { POOL * 2 } else { 0 }).map(|i| {
@@ -114,7 +122,8 @@ impl Bench {
     }
 }
 
-const COLUMNS: &str = "position, event_id, stream_id, version, event_type, content_type, payload, metadata, transaction_id";
+const COLUMNS: &str =
+    "position, event_id, stream_id, version, event_type, content_type, payload, metadata";
 
 fn insert_sql(schema: &str, rows: usize) -> String {
     let mut sql = format!("INSERT INTO \"{schema}\".events ({COLUMNS}) VALUES ");
@@ -124,7 +133,7 @@ fn insert_sql(schema: &str, rows: usize) -> String {
         }
         let p = i * 7;
         sql.push_str(&format!(
-            "(nextval('\"{schema}\".events_position_seq'),${},${},${},${},${},${},${}::jsonb,pg_current_xact_id())",
+            "(nextval('\"{schema}\".raw_position_seq'),${},${},${},${},${},${},${}::jsonb)",
             p + 1,
             p + 2,
             p + 3,

@@ -2,16 +2,18 @@
 --
 -- annals runs this migration with `search_path` set to the store's schema only, so
 -- every object below (and sqlx's `_sqlx_migrations` table) lives in that schema.
--- See docs/backends/postgres.md for the design, above all the ordering guarantee.
+-- See docs/backends/postgres.md for the design, above all "The ordering guarantee".
 
--- The global log. `position` comes from `events_position_seq`, drawn only inside
--- `append_events` while the store's append lock is held, together with the
--- transaction's xid (`transaction_id`): so among appends xid order equals position
--- order, and readers can return exactly the rows whose transaction is older than
--- every transaction still running (docs/backends/postgres.md, "The ordering
--- guarantee"). CACHE 1 keeps values in call order; never raise it.
-CREATE SEQUENCE events_position_seq AS bigint CACHE 1;
-
+-- The global log.
+--
+-- `position` is derived from the appending transaction's id (xid8), not drawn from
+-- a sequence: position = (xid + xid_offset) * 2^20 + the event's 1-based index in
+-- its batch (so a batch holds at most 2^20 - 1 events). Every append runs in its
+-- own transaction, so positions are unique, and position order is transaction-id
+-- order. A reader returns only rows below `safe_position()`, the first position of
+-- the oldest transaction still running: every transaction that could still commit
+-- a lower position has finished, so a reader that has seen position P never later
+-- sees a new event below P — without any lock between appenders.
 CREATE TABLE events (
     position       bigint      NOT NULL,
     event_id       uuid        NOT NULL,
@@ -22,7 +24,6 @@ CREATE TABLE events (
     payload        bytea       NOT NULL,
     metadata       jsonb       NOT NULL,
     recorded_at    timestamptz NOT NULL DEFAULT now(),
-    transaction_id xid8        NOT NULL,
     CONSTRAINT events_pkey PRIMARY KEY (position),
     -- Idempotency: an event id is stored once, store-wide.
     CONSTRAINT events_event_id_key UNIQUE (event_id),
@@ -31,7 +32,6 @@ CREATE TABLE events (
     CONSTRAINT events_stream_version_key UNIQUE (stream_id, version),
     CONSTRAINT events_version_positive CHECK (version > 0)
 );
-ALTER SEQUENCE events_position_seq OWNED BY events.position;
 
 -- One snapshot per stream; saving never replaces a newer one.
 CREATE TABLE snapshots (
@@ -44,94 +44,69 @@ CREATE TABLE snapshots (
     CONSTRAINT snapshots_pkey PRIMARY KEY (stream_id)
 );
 
--- Appends one batch to one stream in a single round trip.
---
--- Returns `status`:
---   'existing_ids' – the stream's version does not satisfy the expectation and
---                    some event id is already stored: the caller checks for an
---                    idempotent re-send (nothing was written);
---   'conflict'     – the stream's version is outside [p_min_version, p_max_version]
---                    (nothing was written; `current_version` is the actual version);
---   'ok'           – written (or an empty batch that passed the check); `positions`
---                    holds the new events' positions in batch order.
--- Unique violations (a concurrent append took the version, or an id is already
--- stored) are raised as errors; the client maps them.
---
--- Ordering: the session-level advisory lock (class 1634627169 = 'anna', key =
--- hashtext(schema)) serialises only "assign this transaction's xid + draw the
--- positions" across appenders of this schema — microseconds. The insert and the
--- commit (with its WAL flush) run after the unlock, so appenders still overlap and
--- share WAL flushes (group commit).
---
--- Lock hygiene: a session lock survives rollback, so it is released on every path:
--- the EXCEPTION block (which also catches query_canceled) unlocks if pg_locks says
--- this session holds it — a cancel can arrive right after pg_advisory_lock
--- returned. A session that dies releases it with the session. The client adds a
--- second safety net: after a failed call it releases the lock if the session still
--- holds it, and a call abandoned mid-flight (client timeout) closes its connection
--- instead of returning it to the pool.
---
--- Call it in its own transaction (autocommit): the transaction must not hold an
--- xid before the lock is taken.
-CREATE FUNCTION append_events(
-    p_stream_id     text,
-    p_min_version   bigint,
-    p_max_version   bigint,
-    p_event_ids     uuid[],
-    p_event_types   text[],
-    p_content_types text[],
-    p_payloads      bytea[],
-    p_metadata      jsonb[],
-    OUT status          text,
-    OUT current_version bigint,
-    OUT positions       bigint[]
-)
+-- The offset added to transaction ids to form positions (one row). It starts so
+-- that the first append gets positions just above 2^20, and only changes when the
+-- log has been copied into another cluster whose transaction ids are lower (dump
+-- and restore, logical replication): `set_position_clock` then moves it so that new
+-- positions continue above every stored one. The store checks this on connect.
+CREATE TABLE position_clock (
+    only_row   boolean NOT NULL DEFAULT true,
+    xid_offset bigint  NOT NULL,
+    CONSTRAINT position_clock_pkey PRIMARY KEY (only_row),
+    CONSTRAINT position_clock_one_row CHECK (only_row)
+);
+
+-- (Re)defines the two position functions with `p_offset` as a constant, so the
+-- planner inlines them into the append and read statements (no table lookup per
+-- statement), and records the offset.
+CREATE FUNCTION set_position_clock(p_offset bigint) RETURNS void
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $fn$
+BEGIN
+    -- The first position of this transaction's batch, minus one. Assigns the
+    -- transaction an id if it has none yet. Call it only from an append.
+    EXECUTE format(
+        'CREATE OR REPLACE FUNCTION position_base() RETURNS bigint '
+        'LANGUAGE sql VOLATILE AS %L',
+        format('SELECT (pg_current_xact_id()::text::bigint + %s) * 1048576', p_offset));
+    -- Positions below this are final: no transaction that could still commit one
+    -- is running. Evaluate it once per statement (`(SELECT safe_position())`).
+    EXECUTE format(
+        'CREATE OR REPLACE FUNCTION safe_position() RETURNS bigint '
+        'LANGUAGE sql STABLE AS %L',
+        format('SELECT (pg_snapshot_xmin(pg_current_snapshot())::text::bigint + %s) * 1048576',
+               p_offset));
+    INSERT INTO position_clock (xid_offset) VALUES (p_offset)
+    ON CONFLICT (only_row) DO UPDATE SET xid_offset = excluded.xid_offset;
+END
+$fn$;
+
+-- Start the clock at this (the migration's) transaction: positions begin at
+-- 2^20 + 1 whatever the cluster's age, and the 2^43 transactions positions can
+-- count are counted from here.
+SELECT set_position_clock(1 - pg_current_xact_id()::text::bigint);
+
+-- Run by the store on every connect: if the stored log is ahead of this cluster's
+-- transaction ids (it was restored or replicated from another cluster), move the
+-- clock so that every stored row is final and new positions continue above it.
+-- Returns the new offset, or NULL when nothing had to change (the normal case:
+-- every stored position came from a transaction older than this one).
+CREATE FUNCTION check_position_clock() RETURNS bigint
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $fn$
 DECLARE
-    v_key integer := hashtext(current_schema());
-    v_n   integer := coalesce(cardinality(p_event_ids), 0);
-    v_xid xid8;
+    v_offset bigint;
+    v_top    bigint;
 BEGIN
-    positions := '{}';
-    SELECT coalesce(max(e.version), 0) INTO current_version
-    FROM events e WHERE e.stream_id = p_stream_id;
-
-    IF current_version < p_min_version OR current_version > p_max_version THEN
-        -- A re-sent append (lost response) fails the version check; tell the
-        -- client so it can recognise it. Fresh appends with a stored id fail on
-        -- events_event_id_key below instead, which keeps the fast path lean.
-        IF EXISTS (SELECT 1 FROM events WHERE event_id = ANY (p_event_ids)) THEN
-            status := 'existing_ids';
-        ELSE
-            status := 'conflict';
-        END IF;
-        RETURN;
+    SELECT xid_offset INTO v_offset FROM position_clock FOR UPDATE;
+    SELECT max(position) / 1048576 INTO v_top FROM events;
+    IF v_top IS NULL OR v_top < pg_current_xact_id()::text::bigint + v_offset THEN
+        RETURN NULL;
     END IF;
-    status := 'ok';
-    IF v_n = 0 THEN
-        RETURN;
-    END IF;
-
-    BEGIN
-        PERFORM pg_advisory_lock(1634627169, v_key);
-        v_xid := pg_current_xact_id();
-        positions := ARRAY(SELECT nextval('events_position_seq') FROM generate_series(1, v_n));
-        PERFORM pg_advisory_unlock(1634627169, v_key);
-    EXCEPTION WHEN OTHERS OR query_canceled THEN
-        PERFORM pg_advisory_unlock(1634627169, v_key)
-        FROM pg_locks l
-        WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.granted
-          AND l.classid = 1634627169 AND l.objid::integer = v_key AND l.objsubid = 2;
-        RAISE;
-    END;
-
-    INSERT INTO events (position, event_id, stream_id, version, event_type,
-                        content_type, payload, metadata, transaction_id)
-    SELECT positions[b.n], b.id, p_stream_id, current_version + b.n, b.t, b.c, b.p, b.m, v_xid
-    FROM unnest(p_event_ids, p_event_types, p_content_types, p_payloads, p_metadata)
-         WITH ORDINALITY AS b(id, t, c, p, m, n);
-    current_version := current_version + v_n;
+    v_offset := v_top + 1 - pg_snapshot_xmin(pg_current_snapshot())::text::bigint;
+    PERFORM set_position_clock(v_offset);
+    RETURN v_offset;
 END
 $fn$;

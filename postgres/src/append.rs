@@ -1,4 +1,13 @@
-//! Appending: one `append_events` call (one statement, one round trip) per batch.
+//! Appending: one statement (one round trip, autocommit) per batch.
+//!
+//! The statement reads the stream's version, and only if `expected` allows it
+//! inserts the whole batch at the following versions, with positions from the
+//! transaction's id (`position_base()`, see the migration) — no lock between
+//! appenders. The database decides races: of two appends that read the same
+//! version, the `UNIQUE (stream_id, version)` constraint lets one commit and fails
+//! the other. Everything off the fast path (a version that does not match, an
+//! event id that is already stored) is sorted out here, with extra queries only
+//! on that path.
 
 use annals_core::{
     backend::{self, from_i64, to_i64},
@@ -8,7 +17,6 @@ use sqlx::Row;
 
 use crate::{
     error::{classify_write, WriteFailure},
-    sql::RELEASE_APPEND_LOCK,
     Error, PostgresEventStore,
 };
 
@@ -18,6 +26,14 @@ use crate::{
 /// one array value at 1 GiB; this bound keeps a batch far below that. Larger
 /// batches are [`Error::InvalidInput`]: split them (each call is atomic on its own).
 pub const MAX_BATCH_BYTES: usize = 256 * 1024 * 1024;
+
+/// Most events in one batch: 2<sup>20</sup> − 1 = 1,048,575.
+///
+/// A position is `(transaction number) × 2^20 + the event's index in its batch`
+/// (docs/backends/postgres.md, "The ordering guarantee"), so one append — one
+/// transaction — has room for this many. Larger batches are
+/// [`Error::InvalidInput`]: split them (each call is atomic on its own).
+pub const MAX_BATCH_EVENTS: usize = (1 << 20) - 1;
 
 /// How often an append is retried when a concurrent append to the same stream took
 /// the version it computed but `expected` still allows appending (`Any`,
@@ -45,10 +61,15 @@ fn batch_bytes(events: &[NewEvent], metadata: &[String]) -> usize {
     events + metadata.iter().map(String::len).sum::<usize>()
 }
 
+/// What one attempt found.
 enum Outcome {
+    /// Written.
     Done(AppendResult),
-    Conflict(Version),
-    ExistingIds,
+    /// Nothing written: the stream's version did not satisfy `expected` (when it
+    /// was read), or another append took the version first.
+    Refused,
+    /// Nothing written: an event id is already stored (maybe a re-send).
+    IdTaken,
 }
 
 impl PostgresEventStore {
@@ -58,6 +79,13 @@ impl PostgresEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult> {
+        if events.len() > MAX_BATCH_EVENTS {
+            return Err(Error::invalid_input(format!(
+                "the batch has {} events; one PostgreSQL append takes at most {MAX_BATCH_EVENTS} — split it",
+                events.len()
+            )));
+        }
+        let (min, max) = version_range(expected)?;
         let metadata = backend::prepare_batch(&events)?;
         let size = batch_bytes(&events, &metadata);
         if size > MAX_BATCH_BYTES {
@@ -65,34 +93,38 @@ impl PostgresEventStore {
                 "the batch is {size} bytes; one PostgreSQL append takes at most {MAX_BATCH_BYTES} — split it"
             )));
         }
-        let (min, max) = version_range(expected)?;
+        if events.is_empty() {
+            // A no-op that still answers whether `expected` holds.
+            let current = self.stream_version_now(stream).await?;
+            backend::check_expected(stream, expected, current)?;
+            return Ok(AppendResult::new(current, Vec::new()));
+        }
+        let mut checked_ids = false;
         for _ in 0..MAX_ATTEMPTS {
-            let outcome = match self.call_append(stream, min, max, &events, &metadata).await {
-                Ok(outcome) => outcome,
-                Err(WriteFailure::VersionTaken) => {
-                    // A concurrent append won the race for this version.
-                    Outcome::Conflict(self.stream_version_now(stream).await?)
-                }
-                Err(WriteFailure::IdTaken) => Outcome::ExistingIds,
-                Err(WriteFailure::Other(e)) => return Err(e),
-            };
-            match outcome {
+            let outcome = self
+                .try_append(stream, min, max, &events, &metadata)
+                .await?;
+            let refused = match outcome {
                 Outcome::Done(result) => return Ok(result),
-                Outcome::Conflict(actual) => {
-                    backend::check_expected(stream, expected, actual)?;
-                    // `expected` allows the new version: retry on top of it.
-                }
-                Outcome::ExistingIds => {
-                    let ids: Vec<EventId> = events.iter().map(|e| e.id).collect();
-                    let stored = self.events_by_ids(&ids).await?;
-                    if let Some(original) =
-                        backend::replayed_append(stream, expected, &events, &stored)?
-                    {
-                        return Ok(original);
-                    }
-                    // Not stored after all (cannot normally happen): try again.
+                Outcome::Refused => true,
+                Outcome::IdTaken => false,
+            };
+            // A re-sent append (its response was lost) fails the version check or
+            // trips over its own ids; either way, if the ids are stored, answer as
+            // the original append did. Checked once: ids never disappear.
+            if !checked_ids || !refused {
+                checked_ids = true;
+                let ids: Vec<EventId> = events.iter().map(|e| e.id).collect();
+                let stored = self.events_by_ids(&ids).await?;
+                if let Some(original) =
+                    backend::replayed_append(stream, expected, &events, &stored)?
+                {
+                    return Ok(original);
                 }
             }
+            let actual = self.stream_version_now(stream).await?;
+            backend::check_expected(stream, expected, actual)?;
+            // `expected` allows the stream's new version: try again on top of it.
         }
         Err(Error::backend(
             format!("appending to `{stream}` kept racing with concurrent appends"),
@@ -100,14 +132,15 @@ impl PostgresEventStore {
         ))
     }
 
-    async fn call_append(
+    /// One attempt: the append statement.
+    async fn try_append(
         &self,
         stream: &StreamId,
         min: i64,
         max: i64,
         events: &[NewEvent],
         metadata: &[String],
-    ) -> std::result::Result<Outcome, WriteFailure> {
+    ) -> Result<Outcome> {
         let inner = self.inner();
         let ids: Vec<sqlx::types::Uuid> = events.iter().map(|e| *e.id.as_uuid()).collect();
         let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
@@ -117,92 +150,95 @@ impl PostgresEventStore {
             .pool
             .acquire()
             .await
-            .map_err(|e| WriteFailure::Other(inner.map_err(e, "appending events")))?;
-        let mut conn = AppendConnection {
-            conn: Some(conn),
-            clean: false,
-        };
-        let Some(pooled) = conn.conn.as_mut() else {
-            return Err(WriteFailure::Other(Error::backend(
-                "appending events",
-                "connection vanished",
-            )));
-        };
-        let result = sqlx::query(inner.queries.append())
-            .bind(stream.as_str())
-            .bind(min)
-            .bind(max)
-            .bind(ids)
-            .bind(types)
-            .bind(content_types)
-            .bind(payloads)
-            .bind(metadata)
-            .fetch_one(&mut **pooled)
-            .await;
-        match result {
-            Ok(row) => {
-                conn.clean = true;
-                decode_outcome(&row).map_err(WriteFailure::Other)
+            .map_err(|e| inner.map_err(e, "appending events"))?;
+        let mut conn = AbandonGuard(Some(conn));
+        let rows = match conn.0.as_mut() {
+            Some(pooled) => {
+                sqlx::query(inner.queries.append())
+                    .bind(stream.as_str())
+                    .bind(min)
+                    .bind(max)
+                    .bind(ids)
+                    .bind(types)
+                    .bind(content_types)
+                    .bind(payloads)
+                    .bind(metadata)
+                    .fetch_all(&mut **pooled)
+                    .await
             }
+            None => Err(sqlx::Error::PoolClosed),
+        };
+        conn.finished();
+        let rows = match rows {
+            Ok(rows) => rows,
             Err(err) => {
-                // The function releases the append lock on every error path; make
-                // sure, or else keep this connection out of the pool.
-                let released = sqlx::query(RELEASE_APPEND_LOCK)
-                    .bind(&inner.schema)
-                    .execute(&mut **pooled)
-                    .await;
-                conn.clean = released.is_ok();
-                Err(classify_write(err, inner.options.operation_timeout))
+                return match classify_write(err, inner.options.operation_timeout) {
+                    WriteFailure::VersionTaken => Ok(Outcome::Refused),
+                    WriteFailure::IdTaken => Ok(Outcome::IdTaken),
+                    WriteFailure::Other(e) => Err(e),
+                }
             }
+        };
+        if rows.is_empty() {
+            return Ok(Outcome::Refused);
         }
+        if rows.len() != events.len() {
+            return Err(Error::backend(
+                "appending events",
+                format!(
+                    "the database stored {} of {} events in one statement",
+                    rows.len(),
+                    events.len()
+                ),
+            ));
+        }
+        written(&rows).map(Outcome::Done)
     }
 }
 
-/// A pooled connection used for one append. Unless the append finished cleanly
-/// (or the lock was verifiably released after an error), it is detached from the
-/// pool and closed on drop — also when the append future is dropped mid-flight
-/// (client-side timeout) — so a session that might still hold the append lock is
-/// never handed to another caller.
-struct AppendConnection {
-    conn: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
-    clean: bool,
+/// A pooled connection running an append. If the append future is dropped before
+/// the statement finished (a client-side timeout), the server may still be
+/// running it; the connection is then closed instead of going back to the pool,
+/// where the next caller would wait behind the abandoned statement.
+struct AbandonGuard(Option<sqlx::pool::PoolConnection<sqlx::Postgres>>);
+
+impl AbandonGuard {
+    /// The statement finished (either way): the connection may be reused.
+    fn finished(mut self) {
+        drop(self.0.take());
+    }
 }
 
-impl Drop for AppendConnection {
+impl Drop for AbandonGuard {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            if !self.clean {
-                tracing::debug!("closing a connection whose append did not finish cleanly");
-                drop(conn.detach());
-            }
+        if let Some(conn) = self.0.take() {
+            tracing::debug!("closing a connection whose append was abandoned mid-statement");
+            drop(conn.detach());
         }
     }
 }
 
-fn decode_outcome(row: &sqlx::postgres::PgRow) -> Result<Outcome> {
+/// The result of a written batch from its `RETURNING version, position` rows.
+fn written(rows: &[sqlx::postgres::PgRow]) -> Result<AppendResult> {
     let corrupt = |e: sqlx::Error| Error::backend("decoding the append result", e);
-    let status: &str = row.try_get(0).map_err(corrupt)?;
-    let current: Option<i64> = row.try_get(1).map_err(corrupt)?;
-    let current = Version::new(from_i64(current.unwrap_or(0), "version")?);
-    match status {
-        "ok" => {
-            let positions: Vec<i64> = row
-                .try_get::<Option<Vec<i64>>, _>(2)
-                .map_err(corrupt)?
-                .unwrap_or_default();
-            let positions = positions
-                .into_iter()
-                .map(|p| from_i64(p, "position").map(Position::new))
-                .collect::<Result<Vec<_>>>()?;
-            Ok(Outcome::Done(AppendResult::new(current, positions)))
-        }
-        "conflict" => Ok(Outcome::Conflict(current)),
-        "existing_ids" => Ok(Outcome::ExistingIds),
-        other => Err(Error::backend(
-            "decoding the append result",
-            format!("unexpected status `{other}`"),
-        )),
+    let mut stored = rows
+        .iter()
+        .map(|row| Ok((row.try_get::<i64, _>(0)?, row.try_get::<i64, _>(1)?)))
+        .collect::<std::result::Result<Vec<(i64, i64)>, sqlx::Error>>()
+        .map_err(corrupt)?;
+    // RETURNING follows insertion order in practice; sort by version to rely on
+    // nothing: versions are the batch order.
+    stored.sort_unstable();
+    let mut current = 0;
+    let mut positions = Vec::with_capacity(stored.len());
+    for (version, position) in stored {
+        current = version;
+        positions.push(Position::new(from_i64(position, "position")?));
     }
+    Ok(AppendResult::new(
+        Version::new(from_i64(current, "version")?),
+        positions,
+    ))
 }
 
 #[cfg(test)]

@@ -50,15 +50,15 @@
 //! other gets [`Error::Conflict`]. Each append is one statement (one round trip),
 //! however many events it carries.
 //!
-//! **Global order, gap-safe.** Positions come from a sequence, allocated
-//! when an append *starts* but visible when it *commits*, so a naive
-//! `WHERE position > last` reader could skip a slow append. This store hands out
-//! positions and transaction ids in the same order (a short advisory lock around
-//! just that step, not around the commit) and [`read_all`](EventStore::read_all)
-//! returns only events whose transaction is older than every transaction still
-//! running. A reader that has seen position `P` therefore never later sees a new
-//! event below `P`. The full argument, and what it costs, is in
-//! `docs/backends/postgres.md`.
+//! **Global order, gap-safe.** Rows become visible when their transaction
+//! *commits*, not in the order appends start, so a naive `WHERE position > last`
+//! reader could skip a slow append. This store derives each event's position from
+//! its transaction's id (`xid × 2^20 + index in the batch`; positions are unique,
+//! increasing, and may have gaps) and [`read_all`](EventStore::read_all) returns only
+//! events below the first position of the oldest transaction still running. A
+//! reader that has seen position `P` therefore never later sees a new event below
+//! `P` — and appenders never wait for each other. The full argument, and what it
+//! costs, is in `docs/backends/postgres.md`.
 //!
 //! **Time bounds.** Every call is bounded by [`PostgresOptions::operation_timeout`]
 //! on the client and (for pools the store builds) by a server-side
@@ -66,8 +66,8 @@
 //! cannot hang a caller.
 //!
 //! **Schema.** `events` (position, event id, stream id, version, type, content
-//! type, `bytea` payload, `jsonb` metadata, `timestamptz` recorded_at, `xid8`
-//! transaction id) and `snapshots` (one per stream, newest wins), created by the
+//! type, `bytea` payload, `jsonb` metadata, `timestamptz` recorded_at) and
+//! `snapshots` (one per stream, newest wins), created by the
 //! plain-SQL migrations in `migrations/postgres/`.
 #![deny(missing_docs)]
 
@@ -79,7 +79,7 @@ mod sql;
 mod store;
 
 pub use annals_core::*;
-pub use append::MAX_BATCH_BYTES;
+pub use append::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS};
 pub use options::PostgresOptions;
 pub use store::PostgresEventStore;
 

@@ -14,12 +14,6 @@ use crate::options::quote_ident;
 const EVENT_COLUMNS: &str = "e.position, e.event_id, e.stream_id, e.version, e.event_type, \
      e.content_type, e.payload, e.metadata::text, e.recorded_at";
 
-/// Releases the append lock if this session still holds it (the safety net after
-/// a failed append; see the migration's `append_events`). `$1` is the schema name.
-pub(crate) const RELEASE_APPEND_LOCK: &str = "SELECT pg_advisory_unlock(1634627169, hashtext($1)) \
-     FROM pg_locks l WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.granted \
-       AND l.classid = 1634627169 AND l.objid::integer = hashtext($1) AND l.objsubid = 2";
-
 /// Every statement the store runs, with the schema spliced in.
 #[derive(Debug)]
 pub(crate) struct Queries {
@@ -44,9 +38,19 @@ impl Queries {
         let s = quote_ident(schema);
         let q = |text: String| Arc::<str>::from(text);
         Queries {
+            // One statement per batch (crate::append): the stream's version, then
+            // — only if it is in [$2, $3] — the batch at the following versions,
+            // positions from this transaction's id (see the migration). The CTE is
+            // evaluated once; an empty result means nothing was written.
             append: q(format!(
-                "SELECT status, current_version, positions \
-                 FROM {s}.append_events($1, $2, $3, $4, $5, $6, $7, $8::text[]::jsonb[])"
+                "WITH cur AS (SELECT coalesce(max(version), 0) AS v FROM {s}.events WHERE stream_id = $1) \
+                 INSERT INTO {s}.events (position, event_id, stream_id, version, event_type, \
+                                         content_type, payload, metadata) \
+                 SELECT {s}.position_base() + b.n, b.id, $1, cur.v + b.n, b.t, b.c, b.p, b.m \
+                 FROM cur, unnest($4::uuid[], $5::text[], $6::text[], $7::bytea[], $8::text[]::jsonb[]) \
+                      WITH ORDINALITY AS b(id, t, c, p, m, n) \
+                 WHERE cur.v BETWEEN $2 AND $3 \
+                 RETURNING version, position"
             )),
             events_by_ids: q(format!(
                 "SELECT {EVENT_COLUMNS} FROM {s}.events e WHERE e.event_id = ANY($1) ORDER BY e.position"
@@ -58,13 +62,13 @@ impl Queries {
                 "SELECT {EVENT_COLUMNS} FROM {s}.events e \
                  WHERE e.stream_id = $1 AND e.version >= $2 ORDER BY e.version LIMIT $3"
             )),
-            // `safe`: the row's transaction is older than every transaction still
-            // running, so no append that drew a lower position can still commit
-            // (docs/backends/postgres.md, "Global order"). The scalar subquery is
-            // evaluated once per statement, on the statement's own snapshot.
+            // `safe`: below the first position of the oldest transaction still
+            // running, so no append that could still commit a lower position is in
+            // flight (docs/backends/postgres.md, "The ordering guarantee"). The
+            // scalar subquery is evaluated once per statement, on its snapshot.
             read_all: q(format!(
                 "SELECT {EVENT_COLUMNS}, \
-                        e.transaction_id < (SELECT pg_snapshot_xmin(pg_current_snapshot())) AS safe \
+                        e.position < (SELECT {s}.safe_position()) AS safe \
                  FROM {s}.events e \
                  WHERE e.position >= $1 \
                    AND (cardinality($2::text[]) = 0 OR e.event_type = ANY($2)) \

@@ -203,6 +203,19 @@ async fn migrate_on(conn: &mut sqlx::PgConnection, schema: &str) -> sqlx::Result
     let mut migrator = sqlx::migrate!("../migrations/postgres");
     migrator.set_locking(false);
     migrator.run(&mut *conn).await?;
+    // A log restored or replicated from another cluster is ahead of this
+    // cluster's transaction ids; the function moves the position clock past it.
+    let moved: Option<i64> = sqlx::query_scalar("SELECT check_position_clock()")
+        .fetch_one(&mut *conn)
+        .await?;
+    if let Some(offset) = moved {
+        tracing::warn!(
+            schema,
+            offset,
+            "the stored log is ahead of this cluster's transaction ids (restored or \
+             replicated from another cluster); new positions continue above it"
+        );
+    }
     sqlx::query("SELECT pg_advisory_unlock($1, hashtext($2))")
         .bind(MIGRATION_LOCK_CLASS)
         .bind(schema)

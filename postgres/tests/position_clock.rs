@@ -1,0 +1,144 @@
+//! Positions come from transaction ids (see the migration). These tests pin the
+//! parts of that scheme a user can observe: positions start small whatever the
+//! cluster's age, a normal reconnect never moves the clock, and a log copied in
+//! from a cluster whose transaction ids are higher (dump/restore, logical
+//! replication) is repaired on connect — every restored event readable, new
+//! positions above all of them.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use annals_postgres::{
+    EventStore, ExpectedVersion, NewEvent, Position, PostgresEventStore, PostgresOptions,
+    ReadFilter, StreamId,
+};
+use futures::TryStreamExt;
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+const SLOT: u64 = 1 << 20;
+
+async fn positions(store: &PostgresEventStore) -> Vec<u64> {
+    store
+        .read_all(Position::START, ReadFilter::new(), None)
+        .map_ok(|e| e.position.get())
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+async fn offset(admin: &mut PgConnection, schema: &str) -> i64 {
+    sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT xid_offset FROM \"{schema}\".position_clock"
+    )))
+    .fetch_one(admin)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn positions_start_just_above_one_slot_and_a_reconnect_keeps_the_clock() {
+    let (store, schema) = common::store().await;
+    let stream = StreamId::new("clock").unwrap();
+    let first = store
+        .append(
+            &stream,
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new("A", "1"), NewEvent::new("A", "2")],
+        )
+        .await
+        .unwrap();
+    let p = first.positions.iter().map(|p| p.get()).collect::<Vec<_>>();
+    // Counted from the schema's creation: a young schema has small positions, and
+    // a batch occupies consecutive positions of its transaction's slot.
+    assert!(p[0] > SLOT && p[0] < 1_000 * SLOT, "{p:?}");
+    assert_eq!(p[1], p[0] + 1);
+    assert_eq!(p[0] % SLOT, 1, "a batch starts at index 1 of its slot");
+
+    let mut admin = PgConnection::connect(schema.url()).await.unwrap();
+    let before = offset(&mut admin, schema.name()).await;
+    let again = PostgresEventStore::connect_with(
+        schema.url(),
+        PostgresOptions::new().schema(schema.name()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(offset(&mut admin, schema.name()).await, before);
+    let next = again
+        .append(&stream, ExpectedVersion::Any, vec![NewEvent::new("A", "3")])
+        .await
+        .unwrap();
+    assert!(next.positions[0] > first.positions[1]);
+    assert_eq!(positions(&again).await.len(), 3);
+    admin.close().await.unwrap();
+    drop((store, again));
+    schema.teardown().await;
+}
+
+#[tokio::test]
+async fn a_log_from_a_cluster_with_higher_transaction_ids_is_repaired_on_connect() {
+    let (store, schema) = common::store_with(
+        PostgresOptions::new().read_settle_timeout(std::time::Duration::from_millis(200)),
+    )
+    .await;
+    let stream = StreamId::new("restored").unwrap();
+    store
+        .append(
+            &stream,
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new("A", "local")],
+        )
+        .await
+        .unwrap();
+    // What a restore from an older, busier cluster leaves behind: rows whose
+    // positions come from transaction ids this cluster has not reached yet.
+    let far = 5_000_000_000u64 * SLOT;
+    let mut admin = PgConnection::connect(schema.url()).await.unwrap();
+    for (i, position) in [far + 1, far + 2, far + 7 * SLOT + 1]
+        .into_iter()
+        .enumerate()
+    {
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO \"{}\".events (position, event_id, stream_id, version, event_type, \
+             content_type, payload, metadata) \
+             VALUES ($1, gen_random_uuid(), 'restored', $2, 'A', 'application/json', '\\x31', '{{}}')",
+            schema.name()
+        )))
+        .bind(i64::try_from(position).unwrap())
+        .bind(i64::try_from(i).unwrap() + 2)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
+    // Before the repair those rows count as "not yet safe": a reader waits for
+    // them (read_settle_timeout) and stops before them, never skipping one.
+    assert_eq!(positions(&store).await.len(), 1);
+
+    let repaired = PostgresEventStore::connect_with(
+        schema.url(),
+        PostgresOptions::new().schema(schema.name()),
+    )
+    .await
+    .unwrap();
+    let seen = positions(&repaired).await;
+    assert_eq!(seen.len(), 4, "{seen:?}");
+    assert_eq!(&seen[1..], &[far + 1, far + 2, far + 7 * SLOT + 1]);
+    // New appends — through either store, the clock lives in the database —
+    // continue above the restored log.
+    for s in [&store, &repaired] {
+        let result = s
+            .append(
+                &stream,
+                ExpectedVersion::Any,
+                vec![NewEvent::new("A", "new")],
+            )
+            .await
+            .unwrap();
+        assert!(result.positions[0].get() > far + 8 * SLOT, "{result:?}");
+    }
+    let seen = positions(&repaired).await;
+    assert_eq!(seen.len(), 6);
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    admin.close().await.unwrap();
+    drop((store, repaired));
+    schema.teardown().await;
+}

@@ -5,12 +5,12 @@ use std::{path::Path, sync::Arc, time::Duration};
 use futures::{future::BoxFuture, FutureExt};
 use sqlx::SqlitePool;
 
-use crate::writer::Writer;
 use crate::{
     append, backend, error::map_sqlx, open, read, AppendResult, EventId, EventStore, EventStream,
     ExpectedVersion, NewEvent, Position, ReadFilter, RecordedEvent, Result, Snapshot,
     SqliteOptions, StreamId, Version,
 };
+use crate::{readers::Readers, writer::Writer};
 
 /// An [`EventStore`] in an SQLite database file (or in memory, for tests).
 ///
@@ -23,6 +23,8 @@ use crate::{
 pub struct SqliteEventStore {
     pub(crate) writer: Arc<Writer>,
     pub(crate) readers: SqlitePool,
+    /// The connections `read_stream`, `read_all` and `get_event` run on.
+    pub(crate) pages: Arc<Readers>,
     pub(crate) acquire_timeout: Duration,
     pub(crate) options: SqliteOptions,
 }
@@ -49,6 +51,7 @@ impl SqliteEventStore {
         Ok(SqliteEventStore {
             writer: Arc::new(pools.writer),
             readers: pools.readers,
+            pages: Arc::new(pools.pages),
             acquire_timeout: options.acquire_timeout,
             options,
         })
@@ -70,6 +73,7 @@ impl SqliteEventStore {
     pub async fn close(&self) {
         // Readers first: the last connection to close checkpoints the WAL into the
         // database file, and only the writer can.
+        self.pages.close().await;
         self.readers.close().await;
         self.writer.release().await;
     }

@@ -17,8 +17,9 @@ use crate::{readers::Readers, writer::Writer};
 /// Open it with [`SqliteEventStore::open`] or [`SqliteOptions`]. Clones share the
 /// same connections. Appends go through one writer connection, one
 /// `BEGIN IMMEDIATE` transaction each, queued in the order callers arrive; reads run
-/// on a pool of read-only connections, in parallel with each other and the writer
-/// (WAL mode).
+/// on read-only connections, in parallel with each other and the writer (WAL
+/// mode). Event reads run page by page on a blocking thread (rusqlite), see
+/// `docs/backends/sqlite.md`.
 #[derive(Clone, Debug)]
 pub struct SqliteEventStore {
     pub(crate) writer: Arc<Writer>,
@@ -78,9 +79,12 @@ impl SqliteEventStore {
         self.writer.release().await;
     }
 
-    /// The pool of read-only connections, for inspection and maintenance queries
-    /// (they cannot write). For an in-memory store it is the store's only
-    /// connection.
+    /// The sqlx pool of read-only connections, for inspection and maintenance
+    /// queries (they cannot write). `stream_version`, snapshots and
+    /// [`backup_to`](Self::backup_to) run on it; event reads (`read_stream`,
+    /// `read_all`, `get_event`) run on separate read-only connections to the same
+    /// database. For an in-memory store it is the store's only sqlx connection,
+    /// which appends and event reads also hold while they run.
     pub fn reader_pool(&self) -> &SqlitePool {
         &self.readers
     }

@@ -16,6 +16,9 @@
 //! * `sqlite_raw/read_stream/100000`, `sqlite_raw/read_all/100000` — the base: one
 //!   `SELECT` of the same columns fetched with sqlx and decoded into owned Rust
 //!   values (`i64`, `Vec<u8>`, `String`).
+//! * `sqlite_raw_rusqlite/read_stream/100000`, `sqlite_raw_rusqlite/read_all/100000`
+//!   — the raw engine: the same `SELECT` stepped with plain rusqlite (which the
+//!   store's reads run on) on the calling thread, decoded into the same owned values.
 #![allow(
     missing_docs,
     clippy::unwrap_used,
@@ -210,6 +213,33 @@ fn decode_raw(row: &sqlx::sqlite::SqliteRow) -> RawRow {
     )
 }
 
+fn decode_raw_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+        row.get(7)?,
+        row.get(8)?,
+    ))
+}
+
+/// Steps `sql` with `params` on plain rusqlite, decoding every row; returns how
+/// many rows `counts` accepts.
+fn raw_rusqlite_replay(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    counts: fn(&RawRow) -> bool,
+) -> u64 {
+    let mut statement = conn.prepare_cached(sql).unwrap();
+    let rows = statement.query_map(params, decode_raw_rusqlite).unwrap();
+    rows.map(|row| u64::from(counts(&row.unwrap()))).sum()
+}
+
 fn replay(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
@@ -274,6 +304,23 @@ fn replay(c: &mut Criterion) {
     });
     group.finish();
 
+    let raw_rusqlite =
+        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+
+    let mut group = bench_group(c, "sqlite_raw_rusqlite/read_stream", 10, 8);
+    group.throughput(Throughput::Elements(REPLAY));
+    group.bench_function(BenchmarkId::from_parameter(REPLAY), |b| {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE stream_id = ? AND version >= ? ORDER BY version"
+        );
+        b.iter(|| {
+            let n = raw_rusqlite_replay(&raw_rusqlite, &sql, ("replay", 1i64), |r| r.3 > 0);
+            assert_eq!(n, REPLAY);
+        });
+    });
+    group.finish();
+
     let mut group = bench_group(c, "sqlite/read_all", 10, 8);
     group.throughput(Throughput::Elements(REPLAY));
     group.bench_function(BenchmarkId::from_parameter(REPLAY), |b| {
@@ -300,6 +347,17 @@ fn replay(c: &mut Criterion) {
             .map(|row| decode_raw(&row.unwrap()))
             .fold(0u64, |n, row| async move { n + u64::from(row.0 > 0) })
             .await;
+            assert_eq!(n, REPLAY);
+        });
+    });
+    group.finish();
+
+    let mut group = bench_group(c, "sqlite_raw_rusqlite/read_all", 10, 8);
+    group.throughput(Throughput::Elements(REPLAY));
+    group.bench_function(BenchmarkId::from_parameter(REPLAY), |b| {
+        let sql = format!("SELECT {COLUMNS} FROM events WHERE position >= ? ORDER BY position");
+        b.iter(|| {
+            let n = raw_rusqlite_replay(&raw_rusqlite, &sql, [1i64], |r| r.0 > 0);
             assert_eq!(n, REPLAY);
         });
     });

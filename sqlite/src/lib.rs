@@ -71,6 +71,7 @@ mod error;
 mod open;
 mod options;
 mod read;
+mod readers;
 mod store;
 mod writer;
 

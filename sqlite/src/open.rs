@@ -16,6 +16,7 @@ use sqlx::{
 use crate::{
     error::backend,
     options::{Location, SqliteOptions, Synchronous},
+    readers::Readers,
     writer::{Source, Writer},
     Error, Result,
 };
@@ -96,10 +97,12 @@ impl OpenError {
     }
 }
 
-/// What a store runs on: the writer and the reader pool.
+/// What a store runs on: the writer, the sqlx reader pool, and the read
+/// connections for event reads.
 pub(crate) struct Pools {
     pub(crate) writer: Writer,
     pub(crate) readers: SqlitePool,
+    pub(crate) pages: Readers,
 }
 
 pub(crate) async fn connect(options: &SqliteOptions) -> Result<Pools> {
@@ -126,8 +129,9 @@ fn tuned(connect: SqliteConnectOptions, options: &SqliteOptions) -> SqliteConnec
 async fn connect_memory(options: &SqliteOptions) -> Result<Pools> {
     // A private *named* in-memory database in shared-cache mode: it lives as long as
     // one connection to it is open, so the anchor below keeps it alive even when the
-    // pool replaces its connection. Only the pool's connection ever runs statements,
-    // so shared-cache table locks never contend.
+    // pool replaces its connection. Statements run on the pool's connection, or on
+    // the rusqlite read connection while a read holds the pool's connection (see
+    // `readers::Target::Memory`), so shared-cache table locks never contend.
     let name = format!(
         "annals-memory-{}",
         annals_core::EventId::new().as_uuid().simple()
@@ -135,9 +139,10 @@ async fn connect_memory(options: &SqliteOptions) -> Result<Pools> {
     // The URI form: sqlx's `in_memory(true)` + `shared_cache(true)` builder options
     // do not share a named database between connections; `mode=memory&cache=shared`
     // does (checked by the conformance case `cancelled_append_is_all_or_nothing`).
-    let uri = format!("sqlite:file:{name}?mode=memory&cache=shared");
+    let uri = format!("file:{name}?mode=memory&cache=shared");
     let connect = tuned(
-        uri.parse::<SqliteConnectOptions>()
+        format!("sqlite:{uri}")
+            .parse::<SqliteConnectOptions>()
             .map_err(|e| backend("configuring an in-memory SQLite database", e))?,
         options,
     );
@@ -167,6 +172,7 @@ async fn connect_memory(options: &SqliteOptions) -> Result<Pools> {
             None,
             options.acquire_timeout,
         ),
+        pages: Readers::memory(uri, pool.clone(), options),
         readers: pool,
     })
 }
@@ -214,6 +220,7 @@ async fn connect_file(options: &SqliteOptions, path: &Path) -> Result<Pools> {
             options.acquire_timeout,
         ),
         readers,
+        pages: Readers::file(path.to_owned(), options),
     })
 }
 

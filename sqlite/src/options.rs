@@ -81,9 +81,9 @@ impl SqliteOptions {
 
     /// Options for a private in-memory store, gone when the store is dropped.
     ///
-    /// Meant for tests. SQLite's `:memory:` database belongs to one connection, so an
-    /// in-memory store runs every read and write on a single connection:
-    /// operations queue behind each other instead of running in parallel.
+    /// Meant for tests. Connections to one in-memory (shared-cache) database cannot
+    /// wait for each other's locks, so an in-memory store runs one operation at a
+    /// time: operations queue behind each other instead of running in parallel.
     pub fn in_memory() -> Self {
         Self::at(Location::Memory)
     }
@@ -123,8 +123,10 @@ impl SqliteOptions {
         self
     }
 
-    /// The most read connections open at once (at least 1). Reads run in parallel
-    /// with each other and with the writer. There is always exactly one writer
+    /// The most read connections open at once (at least 1), for each of the two
+    /// kinds: event reads (`read_stream`, `read_all`, `get_event`) and the sqlx
+    /// [`reader_pool`](SqliteEventStore::reader_pool) for the rest. Reads run in
+    /// parallel with each other and with the writer. There is always exactly one writer
     /// connection: SQLite allows one writer at a time, and queueing in-process
     /// writers in front of one connection is what keeps `SQLITE_BUSY` away.
     #[must_use]

@@ -1,19 +1,33 @@
-//! Reads: keyset-paged queries streamed from a reader connection, decoded row by row.
+//! Reads: keyset-paged queries, each page run on a blocking thread and decoded
+//! straight into [`RecordedEvent`]s.
 //!
 //! A read runs as a sequence of short queries ("pages"), each continuing after the
 //! last row the previous one returned (`position > last` / `version > last`). A
-//! page holds a reader connection only while SQLite produces its rows, never while
+//! page holds a read connection only while SQLite produces its rows, never while
 //! the caller processes them, so a slow consumer neither pins a connection nor
 //! keeps a read transaction open (which would stop WAL checkpoints and let the
 //! `-wal` file grow). Memory is bounded by one page: at most [`PAGE_ROWS`] rows and,
 //! about [`PAGE_BYTES`] of payload (plus one event).
+//!
+//! A page is one closure on a rusqlite connection from [`Readers`] (see there for
+//! why not sqlx): prepare the cached statement, step the rows, decode each from
+//! borrowed column values, return the page. `get_event` runs the same way. The
+//! append's stored-id lookup runs on the writer (sqlx) and decodes its rows with
+//! the same [`decode_row`].
+
+use std::sync::Arc;
 
 use annals_core::backend;
-use futures::{stream, StreamExt, TryStreamExt};
-use sqlx::{sqlite::SqliteRow, AssertSqlSafe, Row, SqlitePool};
+use futures::{stream, StreamExt};
+use rusqlite::{
+    params_from_iter,
+    types::{FromSqlResult, Value, ValueRef},
+    Connection, Row,
+};
+use sqlx::{sqlite::SqliteRow, Row as _};
 
 use crate::{
-    error::map_sqlx, Error, EventId, EventStream, Metadata, Position, ReadFilter, RecordedEvent,
+    readers::Readers, Error, EventId, EventStream, Metadata, Position, ReadFilter, RecordedEvent,
     Result, SqliteEventStore, StreamId, Timestamp, Version,
 };
 
@@ -60,33 +74,78 @@ impl StreamIdCache {
     }
 }
 
-fn column<'r, T>(row: &'r SqliteRow, index: usize) -> Result<T>
-where
-    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
-{
-    row.try_get(index)
-        .map_err(|e| Error::backend("decoding a stored event", e))
+/// The columns of a stored row, borrowed from the driver's row without copying:
+/// reads decode rusqlite rows, the append's stored-id lookup (on the writer) sqlx
+/// rows. `name` names the column in the error if the value has the wrong type.
+pub(crate) trait StoredRow {
+    /// An `INTEGER` column.
+    fn int(&self, index: usize, name: &str) -> Result<i64>;
+    /// A `TEXT` column.
+    fn text(&self, index: usize, name: &str) -> Result<&str>;
+    /// A `BLOB` column.
+    fn blob(&self, index: usize, name: &str) -> Result<&[u8]>;
+}
+
+fn corrupt(name: &str, e: impl Into<crate::BoxError>) -> Error {
+    Error::backend(format!("stored event column `{name}` is invalid"), e)
+}
+
+impl StoredRow for Row<'_> {
+    fn int(&self, index: usize, name: &str) -> Result<i64> {
+        rusqlite_column(self, index, name, ValueRef::as_i64)
+    }
+    fn text(&self, index: usize, name: &str) -> Result<&str> {
+        rusqlite_column(self, index, name, ValueRef::as_str)
+    }
+    fn blob(&self, index: usize, name: &str) -> Result<&[u8]> {
+        rusqlite_column(self, index, name, ValueRef::as_blob)
+    }
+}
+
+fn rusqlite_column<'r, T>(
+    row: &'r Row<'_>,
+    index: usize,
+    name: &str,
+    get: impl FnOnce(&ValueRef<'r>) -> FromSqlResult<T>,
+) -> Result<T> {
+    let value = row.get_ref(index).map_err(|e| corrupt(name, e))?;
+    get(&value).map_err(|e| corrupt(name, e))
+}
+
+impl StoredRow for SqliteRow {
+    fn int(&self, index: usize, name: &str) -> Result<i64> {
+        self.try_get(index).map_err(|e| corrupt(name, e))
+    }
+    fn text(&self, index: usize, name: &str) -> Result<&str> {
+        self.try_get(index).map_err(|e| corrupt(name, e))
+    }
+    fn blob(&self, index: usize, name: &str) -> Result<&[u8]> {
+        self.try_get(index).map_err(|e| corrupt(name, e))
+    }
 }
 
 /// Decodes one row selected with [`EVENT_COLUMNS`].
-pub(crate) fn decode_row(row: &SqliteRow, streams: &mut StreamIdCache) -> Result<RecordedEvent> {
-    let position: i64 = column(row, 0)?;
-    let id: &[u8] = column(row, 1)?;
+pub(crate) fn decode_row(
+    row: &impl StoredRow,
+    streams: &mut StreamIdCache,
+) -> Result<RecordedEvent> {
+    let position = row.int(0, "position")?;
+    let id = row.blob(1, "event_id")?;
     let id = <[u8; 16]>::try_from(id)
         .map_err(|e| Error::backend(format!("stored event id has {} bytes", id.len()), e))?;
-    let stream_id = streams.get(column(row, 2)?)?;
-    let version: i64 = column(row, 3)?;
-    let metadata = streams.metadata(column(row, 7)?)?;
+    let stream_id = streams.get(row.text(2, "stream_id")?)?;
+    let version = row.int(3, "version")?;
+    let metadata = streams.metadata(row.text(7, "metadata")?)?;
     Ok(RecordedEvent::new(
         EventId::from_bytes(id),
         stream_id,
         Version::new(backend::from_i64(version, "version")?),
         Position::new(backend::from_i64(position, "position")?),
-        column(row, 4)?,
-        column(row, 6)?,
-        column(row, 5)?,
+        row.text(4, "event_type")?.to_owned(),
+        row.blob(6, "payload")?.to_vec(),
+        row.text(5, "content_type")?.to_owned(),
         metadata,
-        Timestamp::from_unix_micros(column(row, 8)?),
+        Timestamp::from_unix_micros(row.int(8, "recorded_at")?),
     ))
 }
 
@@ -98,55 +157,40 @@ enum Query {
 }
 
 impl Query {
-    fn sql_and_args(&self, limit: usize) -> (String, sqlx::sqlite::SqliteArguments) {
-        use sqlx::Arguments;
-        let mut args = sqlx::sqlite::SqliteArguments::default();
-        // Binding an i64 or a string cannot fail.
-        let mut bind = |value: BindValue<'_>| {
-            let result = match value {
-                BindValue::Int(v) => args.add(v),
-                BindValue::Text(v) => args.add(v.to_owned()),
-            };
-            if let Err(e) = result {
-                tracing::error!(error = %e, "binding a read parameter failed");
-            }
-        };
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    /// The page query and its parameters, for at most `limit` rows.
+    fn sql_and_args(&self, limit: usize) -> (String, Vec<Value>) {
+        let text = |s: &str| Value::Text(s.to_owned());
+        let limit = Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX));
         match self {
-            Query::Stream { stream, after } => {
-                bind(BindValue::Text(stream.as_str()));
-                bind(BindValue::Int(*after));
-                bind(BindValue::Int(limit));
-                (
-                    format!(
-                        "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ? AND version > ? ORDER BY version LIMIT ?"
-                    ),
-                    args,
-                )
-            }
+            Query::Stream { stream, after } => (
+                format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ? AND version > ? ORDER BY version LIMIT ?"
+                ),
+                vec![text(stream.as_str()), Value::Integer(*after), limit],
+            ),
             Query::All { after, filter } => {
                 let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > ?");
-                bind(BindValue::Int(*after));
+                let mut args = vec![Value::Integer(*after)];
                 if let Some(prefix) = filter.stream_prefix.as_deref().filter(|p| !p.is_empty()) {
                     // Byte-wise prefix as a range the (stream_id, version) index can use.
                     sql.push_str(" AND stream_id >= ?");
-                    bind(BindValue::Text(prefix));
+                    args.push(text(prefix));
                     if let Some(end) = prefix_end(prefix) {
                         sql.push_str(" AND stream_id < ?");
-                        bind(BindValue::Text(&end));
+                        args.push(Value::Text(end));
                     }
                 }
                 if let Some((first, rest)) = filter.event_types.split_first() {
                     sql.push_str(" AND event_type IN (?");
-                    bind(BindValue::Text(first));
+                    args.push(text(first));
                     for event_type in rest {
                         sql.push_str(",?");
-                        bind(BindValue::Text(event_type));
+                        args.push(text(event_type));
                     }
                     sql.push(')');
                 }
                 sql.push_str(" ORDER BY position LIMIT ?");
-                bind(BindValue::Int(limit));
+                args.push(limit);
                 (sql, args)
             }
         }
@@ -159,11 +203,6 @@ impl Query {
         }
         Ok(())
     }
-}
-
-enum BindValue<'a> {
-    Int(i64),
-    Text(&'a str),
 }
 
 /// The smallest string greater than every string that starts with `prefix`, or
@@ -184,9 +223,35 @@ pub(crate) fn prefix_end(prefix: &str) -> Option<String> {
     None
 }
 
+/// Runs one page of `query` on `conn`: at most `rows` rows, stopping early after
+/// [`PAGE_BYTES`] of payload. Runs on a blocking thread (see [`Readers`]). The
+/// flag is true if this is the last page (it came back short).
+fn fetch_page(conn: &Connection, query: &Query, rows: usize) -> Result<(Vec<RecordedEvent>, bool)> {
+    let what = "reading events";
+    let (sql, args) = query.sql_and_args(rows);
+    let mut statement = conn
+        .prepare_cached(&sql)
+        .map_err(|e| Error::backend(what, e))?;
+    let mut fetched = statement
+        .query(params_from_iter(args))
+        .map_err(|e| Error::backend(what, e))?;
+    let mut page = Vec::with_capacity(rows);
+    let mut bytes = 0usize;
+    let mut cache = StreamIdCache::default();
+    while let Some(row) = fetched.next().map_err(|e| Error::backend(what, e))? {
+        let event = decode_row(row, &mut cache)?;
+        bytes = bytes.saturating_add(event.payload.len());
+        page.push(event);
+        if bytes >= PAGE_BYTES {
+            break;
+        }
+    }
+    let last = page.len() < rows && bytes < PAGE_BYTES;
+    Ok((page, last))
+}
+
 struct Pager {
-    pool: SqlitePool,
-    timeout: std::time::Duration,
+    readers: Arc<Readers>,
     query: Query,
     remaining: u64,
     done: bool,
@@ -196,34 +261,12 @@ impl Pager {
     /// Fetches the next page; an empty page means the read is over.
     async fn next_page(&mut self) -> Result<Vec<RecordedEvent>> {
         let rows = usize::try_from(self.remaining).map_or(PAGE_ROWS, |r| r.min(PAGE_ROWS));
-        let (sql, args) = self.query.sql_and_args(rows);
-        let what = "reading events";
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(map_sqlx(what, self.timeout))?;
-        let mut page = Vec::with_capacity(rows);
-        let mut bytes = 0usize;
-        let mut cache = StreamIdCache::default();
-        let mut fetched = sqlx::query_with(AssertSqlSafe(sql), args).fetch(&mut *conn);
-        while let Some(row) = fetched
-            .try_next()
-            .await
-            .map_err(map_sqlx(what, self.timeout))?
-        {
-            let event = decode_row(&row, &mut cache)?;
-            bytes = bytes.saturating_add(event.payload.len());
-            page.push(event);
-            if bytes >= PAGE_BYTES {
-                break;
-            }
-        }
-        drop(fetched);
-        if page.len() < rows && bytes < PAGE_BYTES {
-            // A short page is the last one.
-            self.done = true;
-        }
+        let query = self.query.clone();
+        let (page, last) = self
+            .readers
+            .run("reading events", move |conn| fetch_page(conn, &query, rows))
+            .await?;
+        self.done = last;
         if let Some(last) = page.last() {
             self.query.advance(last)?;
         }
@@ -237,8 +280,7 @@ impl Pager {
 
 fn paged(store: &SqliteEventStore, query: Query, limit: Option<u64>) -> EventStream<'static> {
     let pager = Pager {
-        pool: store.readers.clone(),
-        timeout: store.acquire_timeout,
+        readers: Arc::clone(&store.pages),
         query,
         remaining: limit.unwrap_or(u64::MAX),
         done: limit == Some(0),
@@ -295,17 +337,24 @@ pub(crate) fn read_all(
 }
 
 pub(crate) async fn get_event(store: &SqliteEventStore, id: EventId) -> Result<RecordedEvent> {
-    let row = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?"
-    )))
-    .bind(id.as_bytes().to_vec())
-    .fetch_optional(&store.readers)
-    .await
-    .map_err(map_sqlx("reading an event by id", store.acquire_timeout))?;
-    match row {
-        Some(row) => decode_row(&row, &mut StreamIdCache::default()),
-        None => Err(Error::NotFound(format!("event {id}"))),
-    }
+    let what = "reading an event by id";
+    let found = store
+        .pages
+        .run(what, move |conn| {
+            let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?");
+            let mut statement = conn
+                .prepare_cached(&sql)
+                .map_err(|e| Error::backend(what, e))?;
+            let mut rows = statement
+                .query([id.as_bytes().as_slice()])
+                .map_err(|e| Error::backend(what, e))?;
+            match rows.next().map_err(|e| Error::backend(what, e))? {
+                Some(row) => decode_row(row, &mut StreamIdCache::default()).map(Some),
+                None => Ok(None),
+            }
+        })
+        .await?;
+    found.ok_or_else(|| Error::NotFound(format!("event {id}")))
 }
 
 #[cfg(test)]
@@ -340,21 +389,26 @@ mod tests {
 mod plans {
     #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-    use sqlx::{AssertSqlSafe, Row};
+    use rusqlite::{params_from_iter, types::Value};
 
     use super::{Query, EVENT_COLUMNS};
     use crate::{ReadFilter, SqliteEventStore, StreamId};
 
-    async fn plan(
-        store: &SqliteEventStore,
-        sql: &str,
-        args: sqlx::sqlite::SqliteArguments,
-    ) -> String {
-        let rows = sqlx::query_with(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")), args)
-            .fetch_all(&store.readers)
+    /// The plan of `sql` on a read connection; unbound parameters are NULL.
+    async fn plan(store: &SqliteEventStore, sql: &str, mut args: Vec<Value>) -> String {
+        let explain = format!("EXPLAIN QUERY PLAN {sql}");
+        let plan = store
+            .pages
+            .run("explaining a query", move |conn| {
+                let mut statement = conn.prepare(&explain).unwrap();
+                args.resize(statement.parameter_count(), Value::Null);
+                let rows = statement
+                    .query_map(params_from_iter(args), |row| row.get::<_, String>(3))
+                    .unwrap();
+                Ok(rows.map(Result::unwrap).collect::<Vec<_>>())
+            })
             .await
             .unwrap();
-        let plan: Vec<String> = rows.iter().map(|r| r.get::<String, _>(3)).collect();
         let plan = plan.join(" / ");
         println!("{sql}\n    -> {plan}");
         plan
@@ -403,11 +457,11 @@ mod plans {
         assert!(!p.starts_with("SCAN"), "{p}");
 
         let by_id = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id IN (?,?,?)");
-        let p = plan(&store, &by_id, Default::default()).await;
+        let p = plan(&store, &by_id, Vec::new()).await;
         assert_eq!(p, "SEARCH events USING INDEX events_event_id (event_id=?)");
 
         let heads = "SELECT (SELECT MAX(version) FROM events WHERE stream_id = ?1), (SELECT MAX(position) FROM events)";
-        let p = plan(&store, heads, Default::default()).await;
+        let p = plan(&store, heads, Vec::new()).await;
         assert!(p.contains("events_stream_version"), "{p}");
     }
 }

@@ -5,24 +5,27 @@ use std::{path::Path, sync::Arc, time::Duration};
 use futures::{future::BoxFuture, FutureExt};
 use sqlx::SqlitePool;
 
-use crate::writer::Writer;
 use crate::{
     append, backend, error::map_sqlx, open, read, AppendResult, EventId, EventStore, EventStream,
     ExpectedVersion, NewEvent, Position, ReadFilter, RecordedEvent, Result, Snapshot,
     SqliteOptions, StreamId, Version,
 };
+use crate::{readers::Readers, writer::Writer};
 
 /// An [`EventStore`] in an SQLite database file (or in memory, for tests).
 ///
 /// Open it with [`SqliteEventStore::open`] or [`SqliteOptions`]. Clones share the
 /// same connections. Appends go through one writer connection, one
 /// `BEGIN IMMEDIATE` transaction each, queued in the order callers arrive; reads run
-/// on a pool of read-only connections, in parallel with each other and the writer
-/// (WAL mode).
+/// on read-only connections, in parallel with each other and the writer (WAL
+/// mode). Event reads run page by page on a blocking thread (rusqlite), see
+/// `docs/backends/sqlite.md`.
 #[derive(Clone, Debug)]
 pub struct SqliteEventStore {
     pub(crate) writer: Arc<Writer>,
     pub(crate) readers: SqlitePool,
+    /// The connections `read_stream`, `read_all` and `get_event` run on.
+    pub(crate) pages: Arc<Readers>,
     pub(crate) acquire_timeout: Duration,
     pub(crate) options: SqliteOptions,
 }
@@ -49,6 +52,7 @@ impl SqliteEventStore {
         Ok(SqliteEventStore {
             writer: Arc::new(pools.writer),
             readers: pools.readers,
+            pages: Arc::new(pools.pages),
             acquire_timeout: options.acquire_timeout,
             options,
         })
@@ -70,13 +74,17 @@ impl SqliteEventStore {
     pub async fn close(&self) {
         // Readers first: the last connection to close checkpoints the WAL into the
         // database file, and only the writer can.
+        self.pages.close().await;
         self.readers.close().await;
         self.writer.release().await;
     }
 
-    /// The pool of read-only connections, for inspection and maintenance queries
-    /// (they cannot write). For an in-memory store it is the store's only
-    /// connection.
+    /// The sqlx pool of read-only connections, for inspection and maintenance
+    /// queries (they cannot write). `stream_version`, snapshots and
+    /// [`backup_to`](Self::backup_to) run on it; event reads (`read_stream`,
+    /// `read_all`, `get_event`) run on separate read-only connections to the same
+    /// database. For an in-memory store it is the store's only sqlx connection,
+    /// which appends and event reads also hold while they run.
     pub fn reader_pool(&self) -> &SqlitePool {
         &self.readers
     }

@@ -10,11 +10,12 @@
 
 use std::path::{Path, PathBuf};
 
-use sqlx::{sqlite::SqliteConnectOptions, ConnectOptions, Connection};
+use sqlx::{sqlite::SqliteConnectOptions, AssertSqlSafe, ConnectOptions, Connection};
 
 use annals_sqlite::{
-    futures::TryStreamExt, limits, EventId, EventStore, ExpectedVersion, NewEvent, OpenError,
-    Position, ReadFilter, RecordedEvent, Snapshot, SqliteEventStore, StreamId, Version,
+    futures::{StreamExt, TryStreamExt},
+    limits, EventId, EventStore, ExpectedVersion, NewEvent, OpenError, Position, ReadFilter,
+    RecordedEvent, Snapshot, SqliteEventStore, StreamId, Version,
 };
 
 fn event(n: u64) -> NewEvent {
@@ -305,4 +306,76 @@ async fn a_failed_batch_mid_session_leaves_earlier_data_and_later_appends_workin
     let log = everything(&store).await;
     let positions: Vec<u64> = log.iter().map(|e| e.position.get()).collect();
     assert_eq!(positions, vec![1, 2, 3, 4]);
+}
+
+/// Rows written around the store with values it would never write come back as
+/// `Error::Backend` naming what is wrong, never a panic.
+#[tokio::test]
+async fn corrupt_stored_rows_are_backend_errors_naming_the_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    let store = SqliteEventStore::open(&path).await.unwrap();
+    let stream = StreamId::new("fine").unwrap();
+    store
+        .append(&stream, ExpectedVersion::NoStream, vec![event(1)])
+        .await
+        .unwrap();
+
+    let mut conn = SqliteConnectOptions::new()
+        .filename(&path)
+        .connect()
+        .await
+        .unwrap();
+    let insert = |event_type: &str| {
+        format!(
+            "INSERT INTO events (position, event_id, stream_id, version, event_type, \
+             content_type, payload, metadata, recorded_at) \
+             VALUES (?, ?, ?, 1, {event_type}, 'x', x'', '{{}}', 0)"
+        )
+    };
+    let bad_type = EventId::new();
+    sqlx::query(AssertSqlSafe(insert("CAST(x'ff00fe' AS TEXT)"))) // not UTF-8
+        .bind(2i64)
+        .bind(bad_type.as_bytes().to_vec())
+        .bind("bad-type")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let bad_stream = EventId::new();
+    sqlx::query(AssertSqlSafe(insert("'Noted'")))
+        .bind(3i64)
+        .bind(bad_stream.as_bytes().to_vec())
+        .bind("") // not a valid stream id
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+
+    let message = |err: &annals_sqlite::Error| {
+        assert!(
+            matches!(err, annals_sqlite::Error::Backend { .. }),
+            "{err:?}"
+        );
+        err.to_string()
+    };
+    let err = store.get_event(bad_type).await.unwrap_err();
+    assert!(message(&err).contains("`event_type`"), "{err}");
+    let err = store.get_event(bad_stream).await.unwrap_err();
+    assert!(message(&err).contains("stream id"), "{err}");
+
+    // A read fails on the page holding the corrupt row, then ends.
+    let results: Vec<_> = store
+        .read_all(Position::START, ReadFilter::new(), None)
+        .collect()
+        .await;
+    assert_eq!(results.len(), 1, "{results:?}");
+    let err = results[0].as_ref().unwrap_err();
+    assert!(message(err).contains("`event_type`"), "{err}");
+    // Reads that do not reach it are unaffected.
+    let stream_read: Vec<_> = store
+        .read_stream(&stream, Version::FIRST, None)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(stream_read.len(), 1);
 }

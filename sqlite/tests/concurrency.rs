@@ -216,3 +216,47 @@ async fn cancelled_appends_are_all_or_nothing_and_the_writer_recovers() {
     assert_complete_and_contiguous(&log);
     assert_eq!(log.len() as u64 % BATCH, 0);
 }
+
+/// An in-memory store's reads run on their own connection to the shared-cache
+/// database; they take turns with appends, so neither sees `SQLITE_LOCKED`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_memory_reads_and_appends_take_turns() {
+    let store = SqliteEventStore::in_memory().await.unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let stream = StreamId::new(format!("writer-{w}")).unwrap();
+            for i in 0..100 {
+                store
+                    .append(
+                        &stream,
+                        ExpectedVersion::Exact(Version::new(i * 10)),
+                        (0..10).map(event).collect(),
+                    )
+                    .await
+                    .unwrap_or_else(|e| panic!("writer {w} append {i}: {e}"));
+            }
+        }));
+    }
+    for r in 0..2 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..20 {
+                let log = read_everything(&store).await;
+                assert_complete_and_contiguous(&log);
+                let stream = StreamId::new(format!("writer-{}", i % 4)).unwrap();
+                let events: Vec<_> = store
+                    .read_stream(&stream, Version::FIRST, None)
+                    .try_collect()
+                    .await
+                    .unwrap_or_else(|e| panic!("reader {r} read {i}: {e}"));
+                assert_eq!(events.len() % 10, 0, "reader {r}: partial batch");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(read_everything(&store).await.len(), 4000);
+}

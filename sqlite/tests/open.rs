@@ -204,3 +204,88 @@ fn a_store_can_be_dropped_outside_a_runtime() {
     let version = runtime.block_on(store.stream_version(&stream)).unwrap();
     assert_eq!(version, Version::new(1));
 }
+
+/// Reads dropped while their page is still running on the blocking thread give
+/// their connection back: with one reader, later reads still get it in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_dropped_mid_page_do_not_leak_their_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteOptions::new(dir.path().join("events.db"))
+        .max_readers(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .open()
+        .await
+        .unwrap();
+    let stream = StreamId::new("s").unwrap();
+    store
+        .append(
+            &stream,
+            ExpectedVersion::Any,
+            (0..5000).map(event).collect(),
+        )
+        .await
+        .unwrap();
+    for round in 0..50u64 {
+        let mut reader = store.read_all(Position::START, ReadFilter::new(), None);
+        // Cancel before, during or after the first page.
+        let wait = Duration::from_micros((round * 97) % 3000);
+        let _ = tokio::time::timeout(wait, reader.try_next()).await;
+        drop(reader);
+    }
+    let all: Vec<_> = store
+        .read_all(Position::START, ReadFilter::new(), None)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 5000);
+}
+
+/// A read that cannot get a connection within the acquire timeout fails with
+/// `Error::Timeout`. (An in-memory store's reads wait for its one sqlx connection,
+/// held here through `reader_pool`.)
+#[tokio::test]
+async fn a_read_waits_at_most_the_acquire_timeout() {
+    let store = SqliteOptions::in_memory()
+        .acquire_timeout(Duration::from_millis(200))
+        .open()
+        .await
+        .unwrap();
+    let stream = StreamId::new("s").unwrap();
+    store
+        .append(&stream, ExpectedVersion::NoStream, vec![event(1)])
+        .await
+        .unwrap();
+    let held = store.reader_pool().acquire().await.unwrap();
+    let err = store
+        .read_stream(&stream, Version::FIRST, None)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, annals_sqlite::Error::Timeout(_)), "{err:?}");
+    drop(held);
+    let events: Vec<_> = store
+        .read_stream(&stream, Version::FIRST, None)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+}
+
+/// Reads after `close` fail instead of reopening connections.
+#[tokio::test]
+async fn reads_after_close_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteEventStore::open(dir.path().join("events.db"))
+        .await
+        .unwrap();
+    store.close().await;
+    let err = store
+        .read_all(Position::START, ReadFilter::new(), None)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, annals_sqlite::Error::Backend { .. }),
+        "{err:?}"
+    );
+}

@@ -142,10 +142,28 @@ impl PostgresEventStore {
         metadata: &[String],
     ) -> Result<Outcome> {
         let inner = self.inner();
-        let ids: Vec<sqlx::types::Uuid> = events.iter().map(|e| *e.id.as_uuid()).collect();
-        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-        let content_types: Vec<&str> = events.iter().map(|e| e.content_type.as_str()).collect();
-        let payloads: Vec<&[u8]> = events.iter().map(|e| e.payload.as_slice()).collect();
+        let query = match (events, metadata) {
+            // The common case — one command, one event — binds plain values: no
+            // arrays to build, encode and unnest.
+            ([event], [metadata]) => sqlx::query(inner.queries.append_one())
+                .bind(stream.as_str())
+                .bind(min)
+                .bind(max)
+                .bind(*event.id.as_uuid())
+                .bind(event.event_type.as_str())
+                .bind(event.content_type.as_str())
+                .bind(event.payload.as_slice())
+                .bind(metadata.as_str()),
+            _ => sqlx::query(inner.queries.append())
+                .bind(stream.as_str())
+                .bind(min)
+                .bind(max)
+                .bind(events.iter().map(|e| *e.id.as_uuid()).collect::<Vec<_>>())
+                .bind(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
+                .bind(events.iter().map(|e| e.content_type.as_str()).collect::<Vec<_>>())
+                .bind(events.iter().map(|e| e.payload.as_slice()).collect::<Vec<_>>())
+                .bind(metadata),
+        };
         let conn = inner
             .pool
             .acquire()
@@ -153,19 +171,7 @@ impl PostgresEventStore {
             .map_err(|e| inner.map_err(e, "appending events"))?;
         let mut conn = AbandonGuard(Some(conn));
         let rows = match conn.0.as_mut() {
-            Some(pooled) => {
-                sqlx::query(inner.queries.append())
-                    .bind(stream.as_str())
-                    .bind(min)
-                    .bind(max)
-                    .bind(ids)
-                    .bind(types)
-                    .bind(content_types)
-                    .bind(payloads)
-                    .bind(metadata)
-                    .fetch_all(&mut **pooled)
-                    .await
-            }
+            Some(pooled) => query.fetch_all(&mut **pooled).await,
             None => Err(sqlx::Error::PoolClosed),
         };
         conn.finished();

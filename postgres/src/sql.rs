@@ -18,6 +18,7 @@ const EVENT_COLUMNS: &str = "e.position, e.event_id, e.stream_id, e.version, e.e
 #[derive(Debug)]
 pub(crate) struct Queries {
     append: Arc<str>,
+    append_one: Arc<str>,
     events_by_ids: Arc<str>,
     stream_version: Arc<str>,
     read_stream: Arc<str>,
@@ -49,6 +50,15 @@ impl Queries {
                  SELECT {s}.position_base() + b.n, b.id, $1, cur.v + b.n, b.t, b.c, b.p, b.m \
                  FROM cur, unnest($4::uuid[], $5::text[], $6::text[], $7::bytea[], $8::text[]::jsonb[]) \
                       WITH ORDINALITY AS b(id, t, c, p, m, n) \
+                 WHERE cur.v BETWEEN $2 AND $3 \
+                 RETURNING version, position"
+            )),
+            // The same for a batch of one event, with plain parameters.
+            append_one: q(format!(
+                "INSERT INTO {s}.events (position, event_id, stream_id, version, event_type, \
+                                         content_type, payload, metadata) \
+                 SELECT {s}.position_base() + 1, $4, $1, cur.v + 1, $5, $6, $7, $8::jsonb \
+                 FROM (SELECT coalesce(max(version), 0) AS v FROM {s}.events WHERE stream_id = $1) cur \
                  WHERE cur.v BETWEEN $2 AND $3 \
                  RETURNING version, position"
             )),
@@ -96,6 +106,9 @@ impl Queries {
 
     pub(crate) fn append(&self) -> SqlStr {
         sql(&self.append)
+    }
+    pub(crate) fn append_one(&self) -> SqlStr {
+        sql(&self.append_one)
     }
     pub(crate) fn events_by_ids(&self) -> SqlStr {
         sql(&self.events_by_ids)

@@ -145,13 +145,35 @@ impl SqliteEventStore {
     }
 
     async fn load_snapshot_now(&self, stream: &StreamId) -> Result<Option<Snapshot>> {
-        let row: Option<(i64, String, i64, Vec<u8>)> = sqlx::query_as(
-            "SELECT version, content_type, schema_version, state FROM snapshots WHERE stream_id = ?",
-        )
-        .bind(stream.as_str())
-        .fetch_optional(&self.readers)
-        .await
-        .map_err(map_sqlx("loading a snapshot", self.acquire_timeout))?;
+        // On the event-read connections, like the tail read that usually follows:
+        // loading an aggregate from a snapshot is one short hop to a blocking thread
+        // per call instead of a trip through sqlx's connection worker.
+        let what = "loading a snapshot";
+        let name = stream.as_str().to_owned();
+        let row: Option<(i64, String, i64, Vec<u8>)> = self
+            .pages
+            .run(what, move |conn| {
+                let mut statement = conn
+                    .prepare_cached(
+                        "SELECT version, content_type, schema_version, state \
+                         FROM snapshots WHERE stream_id = ?",
+                    )
+                    .map_err(|e| crate::Error::backend(what, e))?;
+                let mut rows = statement
+                    .query([name.as_str()])
+                    .map_err(|e| crate::Error::backend(what, e))?;
+                let Some(row) = rows.next().map_err(|e| crate::Error::backend(what, e))? else {
+                    return Ok(None);
+                };
+                let corrupt = |e| crate::Error::backend("decoding a stored snapshot", e);
+                Ok(Some((
+                    row.get(0).map_err(corrupt)?,
+                    row.get(1).map_err(corrupt)?,
+                    row.get(2).map_err(corrupt)?,
+                    row.get(3).map_err(corrupt)?,
+                )))
+            })
+            .await?;
         let Some((version, content_type, schema_version, state)) = row else {
             return Ok(None);
         };

@@ -159,9 +159,24 @@ impl PostgresEventStore {
                 .bind(min)
                 .bind(max)
                 .bind(events.iter().map(|e| *e.id.as_uuid()).collect::<Vec<_>>())
-                .bind(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
-                .bind(events.iter().map(|e| e.content_type.as_str()).collect::<Vec<_>>())
-                .bind(events.iter().map(|e| e.payload.as_slice()).collect::<Vec<_>>())
+                .bind(
+                    events
+                        .iter()
+                        .map(|e| e.event_type.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    events
+                        .iter()
+                        .map(|e| e.content_type.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    events
+                        .iter()
+                        .map(|e| e.payload.as_slice())
+                        .collect::<Vec<_>>(),
+                )
                 .bind(metadata),
         };
         let conn = inner

@@ -99,6 +99,7 @@ macro_rules! conformance_suite {
             concurrent_exact_appends_have_one_winner_per_version,
             concurrent_appends_to_different_streams_all_succeed,
             read_100k_events_through_stream_api,
+            dropped_reads_leave_the_store_usable,
             // properties (proptest)
             prop_random_appends_match_model,
             prop_replay_is_deterministic,

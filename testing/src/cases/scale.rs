@@ -183,3 +183,44 @@ pub async fn read_100k_events_through_stream_api(store: Arc<dyn EventStore>) {
     }
     assert_eq!(count, TOTAL);
 }
+
+/// Reads dropped before, during or after their first page — a cancelled request,
+/// a client timeout — leave the store fully usable: after 50 of them in a row
+/// (more than any backend's connection pool, so a read that kept its connection
+/// would starve the next ones), an append and complete reads succeed and see every
+/// event.
+pub async fn dropped_reads_leave_the_store_usable(store: Arc<dyn EventStore>) {
+    const STORED: u64 = 3_000;
+    let s = sid("dropped-reads");
+    store
+        .append(&s, ExpectedVersion::NoStream, batch(0, STORED))
+        .await
+        .unwrap();
+    for round in 0..50u64 {
+        let wait = std::time::Duration::from_micros((round * 97) % 3_000);
+        let mut read = if round % 2 == 0 {
+            store.read_all(Position::START, ReadFilter::new(), None)
+        } else {
+            store.read_stream(&s, Version::FIRST, None)
+        };
+        if let Ok(first) = tokio::time::timeout(wait, read.try_next()).await {
+            // Whatever arrived before the drop is the log's first event.
+            if let Some(event) = first.unwrap() {
+                assert_eq!(event.version, Version::FIRST);
+            }
+        }
+        drop(read);
+    }
+    store
+        .append(
+            &s,
+            ExpectedVersion::Exact(Version::new(STORED)),
+            batch(STORED, 1),
+        )
+        .await
+        .unwrap();
+    let events = stream_events(&*store, &s).await;
+    assert_eq!(events.len() as u64, STORED + 1);
+    assert_contiguous(&events);
+    assert_eq!(all_events(&*store).await.len() as u64, STORED + 1);
+}

@@ -7,12 +7,9 @@
 
 use std::{sync::Arc, time::Duration};
 
-use annals_benches::{events, runtime, single_event_appends};
-use annals_memory::{
-    EventStore, ExpectedVersion, MemoryEventStore, Position, ReadFilter, StreamId, Version,
-};
+use annals_benches::{events, replay_all, replay_stream, runtime, single_event_appends};
+use annals_memory::{EventStore, ExpectedVersion, MemoryEventStore, StreamId, Version};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use futures::StreamExt;
 
 fn append(c: &mut Criterion) {
     let rt = runtime();
@@ -80,20 +77,12 @@ fn replay(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("read_stream/100000", |b| {
         b.to_async(&rt).iter(|| async {
-            let n = store
-                .read_stream(&stream, Version::FIRST, None)
-                .fold(0usize, |n, e| async move { n + usize::from(e.is_ok()) })
-                .await;
-            assert_eq!(n, TOTAL);
+            assert_eq!(replay_stream(&store, &stream).await, TOTAL as u64);
         });
     });
     group.bench_function("read_all/100000", |b| {
         b.to_async(&rt).iter(|| async {
-            let n = store
-                .read_all(Position::START, ReadFilter::new(), None)
-                .fold(0usize, |n, e| async move { n + usize::from(e.is_ok()) })
-                .await;
-            assert_eq!(n, TOTAL);
+            assert_eq!(replay_all(&store).await, TOTAL as u64);
         });
     });
     group.finish();

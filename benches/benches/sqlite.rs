@@ -34,13 +34,14 @@ use std::{
     },
 };
 
-use annals_benches::{bench_group, events, payload, runtime, single_event_appends};
+use annals_benches::{
+    bench_group, events, payload, replay_all, replay_stream, runtime, single_event_appends,
+};
 use annals_sqlite::{
-    EventId, EventStore, ExpectedVersion, Position, ReadFilter, SqliteEventStore, StreamId,
-    Timestamp, Version,
+    EventId, EventStore, ExpectedVersion, SqliteEventStore, StreamId, Timestamp, Version,
 };
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
     AssertSqlSafe, Row, SqlitePool,
@@ -276,12 +277,7 @@ fn replay(c: &mut Criterion) {
     group.throughput(Throughput::Elements(REPLAY));
     group.bench_function(BenchmarkId::from_parameter(REPLAY), |b| {
         b.to_async(&rt).iter(|| async {
-            let n = store
-                .read_stream(&stream, Version::FIRST, None)
-                .try_fold(0u64, |n, e| async move { Ok(n + e.version.get().min(1)) })
-                .await
-                .unwrap();
-            assert_eq!(n, REPLAY);
+            assert_eq!(replay_stream(&store, &stream).await, REPLAY);
         });
     });
     group.finish();
@@ -325,12 +321,7 @@ fn replay(c: &mut Criterion) {
     group.throughput(Throughput::Elements(REPLAY));
     group.bench_function(BenchmarkId::from_parameter(REPLAY), |b| {
         b.to_async(&rt).iter(|| async {
-            let n = store
-                .read_all(Position::START, ReadFilter::new(), None)
-                .try_fold(0u64, |n, e| async move { Ok(n + e.position.get().min(1)) })
-                .await
-                .unwrap();
-            assert_eq!(n, REPLAY);
+            assert_eq!(replay_all(&store).await, REPLAY);
         });
     });
     group.finish();

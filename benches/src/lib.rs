@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
-use annals_core::{EventStore, ExpectedVersion, Metadata, NewEvent, StreamId, Version};
+use annals_core::{
+    EventStore, ExpectedVersion, Metadata, NewEvent, Position, ReadFilter, StreamId, Version,
+};
 
 /// The JSON payload of benchmark event `i` (~75 bytes, a realistic order).
 pub fn payload(i: usize) -> String {
@@ -80,4 +82,30 @@ pub async fn single_event_appends<S>(
     for handle in handles {
         handle.await.unwrap();
     }
+}
+
+/// Replays `stream` through the store's `read_stream` (every event decoded) and
+/// returns how many events came back. Panics on a read error.
+pub async fn replay_stream<S>(store: &S, stream: &StreamId) -> u64
+where
+    S: EventStore + ?Sized,
+{
+    count(store.read_stream(stream, Version::FIRST, None)).await
+}
+
+/// Replays the whole log through the store's `read_all` (every event decoded) and
+/// returns how many events came back. Panics on a read error.
+pub async fn replay_all<S>(store: &S) -> u64
+where
+    S: EventStore + ?Sized,
+{
+    count(store.read_all(Position::START, ReadFilter::new(), None)).await
+}
+
+async fn count(events: annals_core::EventStream<'_>) -> u64 {
+    use futures::TryStreamExt;
+    events
+        .try_fold(0u64, |n, _| async move { Ok(n + 1) })
+        .await
+        .unwrap()
 }

@@ -8,6 +8,10 @@
     clippy::cast_possible_truncation
 )]
 
+mod common;
+
+use common::{event, read_everything};
+
 use std::path::{Path, PathBuf};
 
 use sqlx::{sqlite::SqliteConnectOptions, AssertSqlSafe, ConnectOptions, Connection};
@@ -15,20 +19,8 @@ use sqlx::{sqlite::SqliteConnectOptions, AssertSqlSafe, ConnectOptions, Connecti
 use annals_sqlite::{
     futures::{StreamExt, TryStreamExt},
     limits, EventId, EventStore, ExpectedVersion, NewEvent, OpenError, Position, ReadFilter,
-    RecordedEvent, Snapshot, SqliteEventStore, StreamId, Version,
+    Snapshot, SqliteEventStore, StreamId, Version,
 };
-
-fn event(n: u64) -> NewEvent {
-    NewEvent::json("Noted", &serde_json::json!({ "n": n })).unwrap()
-}
-
-async fn everything(store: &SqliteEventStore) -> Vec<RecordedEvent> {
-    store
-        .read_all(Position::START, ReadFilter::new(), None)
-        .try_collect()
-        .await
-        .unwrap()
-}
 
 /// A file's length and a checksum of its bytes (FNV-1a), or `None` if missing.
 type Fingerprint = Option<(usize, u64)>;
@@ -155,7 +147,7 @@ async fn rejected_appends_and_snapshots_change_nothing() {
     let before_bytes = files(&path);
 
     let store = SqliteEventStore::open(&path).await.unwrap();
-    let before = everything(&store).await;
+    let before = read_everything(&store).await;
     let oversized = NewEvent::new("Big", vec![0u8; limits::MAX_PAYLOAD_LEN + 1]);
     let attempts: Vec<(&str, annals_sqlite::Result<_>)> = vec![
         (
@@ -237,7 +229,7 @@ async fn rejected_appends_and_snapshots_change_nothing() {
         .unwrap_err()
         .is_invalid_input());
 
-    assert_eq!(everything(&store).await, before);
+    assert_eq!(read_everything(&store).await, before);
     assert_eq!(
         store.stream_version(&stream).await.unwrap(),
         Version::new(2)
@@ -303,7 +295,7 @@ async fn a_failed_batch_mid_session_leaves_earlier_data_and_later_appends_workin
         .append(&other, ExpectedVersion::NoStream, vec![event(1)])
         .await
         .unwrap();
-    let log = everything(&store).await;
+    let log = read_everything(&store).await;
     let positions: Vec<u64> = log.iter().map(|e| e.position.get()).collect();
     assert_eq!(positions, vec![1, 2, 3, 4]);
 }

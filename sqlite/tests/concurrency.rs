@@ -9,29 +9,21 @@
     clippy::cast_possible_truncation
 )]
 
+mod common;
+
+use common::{event, read_everything};
+
 use std::collections::HashMap;
 
 use annals_sqlite::{
-    futures::TryStreamExt, EventStore, ExpectedVersion, NewEvent, Position, ReadFilter,
-    RecordedEvent, SqliteEventStore, StreamId, Version,
+    futures::TryStreamExt, EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent,
+    SqliteEventStore, StreamId, Version,
 };
 
 const WRITERS: usize = 16;
 const APPENDS_PER_WRITER: u64 = 500;
 const RACERS: usize = 4;
 const RACE_ATTEMPTS: usize = 100;
-
-fn event(n: u64) -> NewEvent {
-    NewEvent::json("Counted", &serde_json::json!({ "n": n })).unwrap()
-}
-
-async fn read_everything(store: &SqliteEventStore) -> Vec<RecordedEvent> {
-    store
-        .read_all(Position::START, ReadFilter::new(), None)
-        .try_collect()
-        .await
-        .unwrap()
-}
 
 /// Checks that positions are exactly 1..=N and every stream's versions are 1..=n.
 fn assert_complete_and_contiguous(log: &[RecordedEvent]) -> HashMap<StreamId, u64> {

@@ -8,17 +8,17 @@
     clippy::cast_possible_truncation
 )]
 
+mod common;
+
+use common::event;
+
 use std::time::Duration;
 
 use annals_sqlite::{
-    futures::TryStreamExt, EventStore, ExpectedVersion, NewEvent, Position, ReadFilter, Snapshot,
+    futures::TryStreamExt, EventStore, ExpectedVersion, Position, ReadFilter, Snapshot,
     SqliteEventStore, SqliteOptions, StreamId, Synchronous, Version,
 };
 use sqlx::AssertSqlSafe;
-
-fn event(n: u64) -> NewEvent {
-    NewEvent::json("Noted", &serde_json::json!({ "n": n })).unwrap()
-}
 
 async fn pragma_int(store: &SqliteEventStore, name: &str) -> i64 {
     sqlx::query_scalar(AssertSqlSafe(format!("PRAGMA {name}")))

@@ -1,0 +1,21 @@
+//! Helpers shared by the SQLite integration tests.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use annals_sqlite::{
+    futures::TryStreamExt, EventStore, NewEvent, Position, ReadFilter, RecordedEvent,
+    SqliteEventStore,
+};
+
+/// Event `n`: type `Noted`, a small JSON payload `{"n": n}`.
+pub(crate) fn event(n: u64) -> NewEvent {
+    NewEvent::json("Noted", &serde_json::json!({ "n": n })).unwrap()
+}
+
+/// The whole global log, in position order.
+pub(crate) async fn read_everything(store: &SqliteEventStore) -> Vec<RecordedEvent> {
+    store
+        .read_all(Position::START, ReadFilter::new(), None)
+        .try_collect()
+        .await
+        .unwrap()
+}

@@ -1,106 +1,78 @@
-//! Building blocks for backend implementors.
+//! The [`Backend`] trait: what a storage engine implements to become an
+//! [`EventStore`](crate::EventStore).
 //!
-//! Every backend runs the same checks in the same order, so the rules live here
-//! once: validate the batch ([`prepare_batch`]), detect an idempotent re-send
-//! ([`replayed_append`]), then check the expected version ([`check_expected`]).
-//! Application code does not need this module.
+//! A backend only stores. Core owns the rules: it validates every request before the
+//! backend sees it (a backend receives a [`PreparedAppend`], which only core can
+//! build), decides conflicts and idempotent re-sends ([`PreparedAppend::decide`]),
+//! answers empty reads itself, and wraps every operation in a `tracing` span. Every
+//! `Backend` is an `EventStore` through a blanket implementation. See
+//! `docs/backends/writing-a-backend.md` for a walk-through; application code does not
+//! need this module.
+//!
+//! # Writing an append
+//!
+//! In one transaction (or critical section):
+//! 1. load the current version of every stream in [`PreparedAppend::streams`], and
+//!    the stored events whose ids are in [`PreparedAppend::event_ids`];
+//! 2. call [`PreparedAppend::decide`] with them;
+//! 3. on [`Decision::Write`](crate::Decision::Write), store
+//!    [`PreparedAppend::rows`] with positions that increase in request order, and
+//!    return [`PreparedAppend::committed`]; on
+//!    [`Decision::Replayed`](crate::Decision::Replayed), write nothing and return the
+//!    result it carries; on an error, write nothing and return it.
+//!
+//! A backend may skip the id lookup on its fast path if its storage rejects a
+//! duplicate id by itself (a unique index), and only then look the ids up and
+//! decide again.
 
-use std::collections::HashSet;
+use futures::future::BoxFuture;
 
 use crate::{
-    AppendResult, Error, ExpectedVersion, NewEvent, RecordedEvent, Result, StreamId, Version,
+    Capabilities, Committed, Error, EventId, EventStream, PreparedAppend, ReadAll, ReadStream,
+    RecordedEvent, Result, Snapshot, StreamId, Version,
 };
 
-/// Validates every event of a batch and returns each event's metadata as JSON.
+/// A storage engine for events. Implement it; use it through
+/// [`EventStore`](crate::EventStore).
 ///
-/// Rejects (with [`Error::InvalidInput`]) invalid names, oversized payloads or
-/// metadata, NUL characters in text, and the same event id twice in one batch.
-pub fn prepare_batch(events: &[NewEvent]) -> Result<Vec<String>> {
-    let mut seen = HashSet::with_capacity(events.len());
-    events
-        .iter()
-        .map(|event| {
-            if !seen.insert(event.id) {
-                return Err(Error::invalid_input(format!(
-                    "event id {} appears twice in one append",
-                    event.id
-                )));
-            }
-            event.validate()
-        })
-        .collect()
-}
+/// Every method receives input core has already checked:
+/// * [`write`](Backend::write) gets a validated request;
+/// * reads never get an empty range or a zero limit (core answers those), and their
+///   ranges and limits fit in an `i64`;
+/// * [`put_snapshot`](Backend::put_snapshot) gets a validated snapshot.
+pub trait Backend: Send + Sync {
+    /// The backend's limits; core checks requests against them.
+    fn limits(&self) -> Capabilities;
 
-/// Returns [`Error::Conflict`] unless a stream at `actual` satisfies `expected`.
-pub fn check_expected(stream: &StreamId, expected: ExpectedVersion, actual: Version) -> Result<()> {
-    if expected.matches(actual) {
-        Ok(())
-    } else {
-        Err(Error::Conflict {
-            stream: stream.clone(),
-            expected,
-            actual,
-        })
-    }
-}
+    /// Commits a validated append all-or-nothing (see the [module docs](self)).
+    fn write(&self, append: PreparedAppend) -> BoxFuture<'_, Result<Committed>>;
 
-/// Decides what to do when some ids of a batch are already stored.
-///
-/// `stored` holds the already-stored events that share an id with the batch (in
-/// any order). Returns:
-/// * `Ok(None)` if `stored` is empty: a fresh append, go ahead;
-/// * `Ok(Some(result))` if the batch is exactly an append that already happened
-///   (same ids, same content, same stream, contiguous versions, an expectation
-///   the original append satisfied): return the original result, write nothing;
-/// * [`Error::InvalidInput`] otherwise: an id was reused for something else.
-pub fn replayed_append(
-    stream: &StreamId,
-    expected: ExpectedVersion,
-    batch: &[NewEvent],
-    stored: &[RecordedEvent],
-) -> Result<Option<AppendResult>> {
-    if stored.is_empty() {
-        return Ok(None);
-    }
-    let reused = |id| {
-        Error::invalid_input(format!(
-            "event id {id} is already stored with different content or in a different append"
-        ))
-    };
-    if stored.len() != batch.len() {
-        let id = stored.first().map(|e| e.id).unwrap_or_default();
-        return Err(reused(id));
-    }
-    let mut positions = Vec::with_capacity(batch.len());
-    let mut previous: Option<Version> = None;
-    let mut first_version = Version::ZERO;
-    for event in batch {
-        let Some(found) = stored.iter().find(|s| s.id == event.id) else {
-            return Err(reused(stored.first().map(|e| e.id).unwrap_or_default()));
-        };
-        let contiguous = match previous {
-            None => {
-                first_version = found.version;
-                true
-            }
-            Some(prev) => found.version == prev.next(),
-        };
-        if found.stream_id != *stream || !contiguous || !event.same_content_as(found) {
-            return Err(reused(event.id));
-        }
-        previous = Some(found.version);
-        positions.push(found.position);
-    }
-    let before = Version::new(first_version.get().saturating_sub(1));
-    if !expected.matches(before) {
-        return Err(Error::invalid_input(format!(
-            "these events were already appended to `{stream}` at version {before}, which does not satisfy the expected {expected}"
-        )));
-    }
-    Ok(Some(AppendResult::new(
-        previous.unwrap_or(before),
-        positions,
-    )))
+    /// A stream's events in `read`'s direction, within [`ReadStream::versions`], at
+    /// most [`ReadStream::max_events`]. A missing stream reads as empty.
+    fn scan_stream(&self, read: ReadStream) -> EventStream<'_>;
+
+    /// The log's events `read` selects (its filter applied before the limit), in its
+    /// direction, within [`ReadAll::positions`], at most [`ReadAll::max_events`].
+    fn scan_all(&self, read: ReadAll) -> EventStream<'_>;
+
+    /// The stream's current version (`Version::ZERO` if it has no events).
+    fn head_version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Version>>;
+
+    /// One event by id; [`Error::NotFound`] if no event has it.
+    fn find_event(&self, id: EventId) -> BoxFuture<'_, Result<RecordedEvent>>;
+
+    /// Stores a (validated) snapshot unless the stored one is newer.
+    fn put_snapshot<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        snapshot: Snapshot,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// The stream's stored snapshot, if any.
+    fn get_snapshot<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Option<Snapshot>>>;
+
+    /// Deletes the stream's snapshot, if any.
+    fn remove_snapshot<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<()>>;
 }
 
 /// Converts a version, position or limit to the `i64` SQL databases store.
@@ -115,4 +87,44 @@ pub fn to_i64(value: u64, what: &str) -> Result<i64> {
 pub fn from_i64(value: i64, what: &str) -> Result<u64> {
     u64::try_from(value)
         .map_err(|e| Error::backend(format!("stored {what} {value} is negative"), e))
+}
+
+/// The error for an event id no event has.
+pub fn not_found(id: EventId) -> Error {
+    Error::NotFound(format!("event {id}"))
+}
+
+/// A shared reference to a backend is a backend, so `Repository::new(&store)` works.
+impl<B: Backend + ?Sized> Backend for &B {
+    fn limits(&self) -> Capabilities {
+        (**self).limits()
+    }
+    fn write(&self, append: PreparedAppend) -> BoxFuture<'_, Result<Committed>> {
+        (**self).write(append)
+    }
+    fn scan_stream(&self, read: ReadStream) -> EventStream<'_> {
+        (**self).scan_stream(read)
+    }
+    fn scan_all(&self, read: ReadAll) -> EventStream<'_> {
+        (**self).scan_all(read)
+    }
+    fn head_version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Version>> {
+        (**self).head_version(stream)
+    }
+    fn find_event(&self, id: EventId) -> BoxFuture<'_, Result<RecordedEvent>> {
+        (**self).find_event(id)
+    }
+    fn put_snapshot<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        snapshot: Snapshot,
+    ) -> BoxFuture<'a, Result<()>> {
+        (**self).put_snapshot(stream, snapshot)
+    }
+    fn get_snapshot<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Option<Snapshot>>> {
+        (**self).get_snapshot(stream)
+    }
+    fn remove_snapshot<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<()>> {
+        (**self).remove_snapshot(stream)
+    }
 }

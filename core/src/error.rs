@@ -18,15 +18,22 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The stream was not at the version the append expected. Nothing was written.
-    #[error("wrong expected version for stream `{stream}`: expected {expected}, actual version is {actual}")]
+    /// A stream was not at the version the append expected. Nothing was written.
+    ///
+    /// An append to several streams ([`AppendRequest`](crate::AppendRequest)) names
+    /// every stream that did not match: the first here, the rest in `others`
+    /// ([`Error::conflicts`] lists them all).
+    #[error("wrong expected version for stream `{stream}`: expected {expected}, actual version is {actual}{}", others_suffix(others))]
     Conflict {
-        /// The stream the append targeted.
+        /// The (first) stream whose version did not match.
         stream: StreamId,
         /// What the caller expected.
         expected: ExpectedVersion,
         /// The stream's version when the append was checked (0 if it does not exist).
         actual: Version,
+        /// The other streams of the same request whose versions did not match
+        /// (empty for a single-stream append).
+        others: Vec<StreamConflict>,
     },
 
     /// The input breaks a documented rule (empty or oversized stream id, NUL in a
@@ -41,7 +48,7 @@ pub enum Error {
     NotFound(String),
 
     /// Serializing or deserializing a payload, snapshot or metadata failed.
-    #[error("codec error: {context}")]
+    #[error("codec error: {context}: {source}")]
     Codec {
         /// What was being encoded or decoded (event id and type, snapshot, …).
         context: String,
@@ -65,7 +72,7 @@ pub enum Error {
     Timeout(std::time::Duration),
 
     /// The storage backend failed (I/O, connection, driver error, corrupt file, …).
-    #[error("backend error: {message}")]
+    #[error("backend error: {message}: {source}")]
     Backend {
         /// What the store was doing.
         message: String,
@@ -75,7 +82,70 @@ pub enum Error {
     },
 }
 
+/// One stream whose version did not match in an [`Error::Conflict`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StreamConflict {
+    /// The stream.
+    pub stream: StreamId,
+    /// What the request expected of it.
+    pub expected: ExpectedVersion,
+    /// Its version when the request was checked.
+    pub actual: Version,
+}
+
+impl StreamConflict {
+    /// One mismatch. Core builds these when it decides an append; a backend that
+    /// finds a mismatch on its own path (a unique index) can name it too.
+    pub fn new(stream: StreamId, expected: ExpectedVersion, actual: Version) -> Self {
+        StreamConflict {
+            stream,
+            expected,
+            actual,
+        }
+    }
+}
+
+fn others_suffix(others: &[StreamConflict]) -> String {
+    others
+        .iter()
+        .map(|c| {
+            format!(
+                "; stream `{}`: expected {}, actual version is {}",
+                c.stream, c.expected, c.actual
+            )
+        })
+        .collect()
+}
+
 impl Error {
+    /// A conflict naming every mismatched stream; `None` if `conflicts` is empty.
+    pub fn conflict(conflicts: Vec<StreamConflict>) -> Option<Self> {
+        let mut all = conflicts.into_iter();
+        let first = all.next()?;
+        Some(Error::Conflict {
+            stream: first.stream,
+            expected: first.expected,
+            actual: first.actual,
+            others: all.collect(),
+        })
+    }
+
+    /// Every stream an [`Error::Conflict`] names (empty for other errors).
+    pub fn conflicts(&self) -> Vec<StreamConflict> {
+        match self {
+            Error::Conflict {
+                stream,
+                expected,
+                actual,
+                others,
+            } => std::iter::once(StreamConflict::new(stream.clone(), *expected, *actual))
+                .chain(others.iter().cloned())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Builds an [`Error::InvalidInput`].
     pub fn invalid_input(message: impl Into<String>) -> Self {
         Error::InvalidInput(message.into())

@@ -22,6 +22,9 @@ pub struct ReadFilter {
     pub event_types: Vec<String>,
     /// Only events whose stream id starts with this (byte-wise); `None` means every stream.
     pub stream_prefix: Option<String>,
+    /// Only events whose stream id matches this glob (`*`, `?`, `[...]`, with
+    /// SQLite's `GLOB` semantics: case-sensitive, `[*]` for a literal `*`).
+    pub stream_glob: Option<String>,
 }
 
 impl ReadFilter {
@@ -57,7 +60,22 @@ impl ReadFilter {
 
     /// True if the filter selects every event.
     pub fn is_everything(&self) -> bool {
-        self.event_types.is_empty() && self.stream_prefix.as_deref().is_none_or(str::is_empty)
+        self.event_types.is_empty()
+            && self.stream_prefix.as_deref().is_none_or(str::is_empty)
+            && self.stream_glob.is_none()
+    }
+
+    /// Only events whose stream id matches the glob `pattern`: `*` any run of
+    /// characters, `?` one character, `[abc]`, `[a-z]`, `[^abc]` a set.
+    ///
+    /// ```
+    /// use annals_core::ReadFilter;
+    /// let eu_orders = ReadFilter::new().stream_glob("order-eu-*");
+    /// ```
+    #[must_use]
+    pub fn stream_glob(mut self, pattern: impl Into<String>) -> Self {
+        self.stream_glob = Some(pattern.into());
+        self
     }
 
     /// Whether `event` passes the filter (the reference semantics every backend
@@ -71,6 +89,10 @@ impl ReadFilter {
                 .as_bytes()
                 .starts_with(p.as_bytes())
         });
-        type_ok && prefix_ok
+        let glob_ok = self
+            .stream_glob
+            .as_deref()
+            .is_none_or(|g| crate::glob::matches(g, event.stream_id.as_str()));
+        type_ok && prefix_ok && glob_ok
     }
 }

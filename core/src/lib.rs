@@ -25,37 +25,56 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod across;
 mod aggregate;
+mod append;
 pub mod backend;
+mod capabilities;
 pub mod codec;
 mod error;
 mod event;
 mod filter;
+mod glob;
 mod ids;
-pub mod limits;
+mod limits;
 mod policy;
+mod read;
 mod repository;
+mod send;
 mod snapshot;
 mod store;
 mod time;
+mod timer;
 pub mod typed;
 mod upcast;
 mod variant;
 mod version;
 
+pub use across::{Draft, ExecutedAcross, Handle, Scope};
 pub use aggregate::Aggregate;
-pub use error::{BoxError, Error, Result};
+pub use append::{
+    AppendRequest, AppendResult, Committed, Condition, Decision, PreparedAppend, PreparedPart, Row,
+    WritePlan,
+};
+pub use capabilities::Capabilities;
+pub use error::{BoxError, Error, Result, StreamConflict};
 pub use event::{Metadata, NewEvent, RecordedEvent, JSON_CONTENT_TYPE};
 pub use filter::ReadFilter;
 pub use ids::{EventId, StreamId};
 pub use policy::{RetryPolicy, SnapshotPolicy};
+pub use read::{Direction, ReadAll, ReadStream};
 pub use repository::{ExecuteError, Executed, Loaded, Repository};
 pub use snapshot::Snapshot;
-pub use store::{AppendResult, EventStore, EventStream};
+pub use store::{EventStore, EventStream};
 pub use time::Timestamp;
 pub use typed::DomainEvent;
 pub use upcast::{EventType, Upcasters};
 pub use version::{ExpectedVersion, Position, Version};
+
+/// Glob patterns as PostgreSQL regular expressions (for SQL backends).
+pub mod pattern {
+    pub use crate::glob::to_regex;
+}
 
 /// Re-exported so backends and users name the same `futures` types.
 pub use futures;

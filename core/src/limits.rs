@@ -6,13 +6,13 @@
 use crate::{Error, Result};
 
 /// Longest stream id, event type or content type, in bytes.
-pub const MAX_NAME_LEN: usize = 255;
+pub(crate) const MAX_NAME_LEN: usize = 255;
 
 /// Largest event payload or snapshot state, in bytes (16 MiB).
-pub const MAX_PAYLOAD_LEN: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_PAYLOAD_LEN: usize = 16 * 1024 * 1024;
 
 /// Largest serialized event metadata, in bytes (64 KiB).
-pub const MAX_METADATA_LEN: usize = 64 * 1024;
+pub(crate) const MAX_METADATA_LEN: usize = 64 * 1024;
 
 /// Checks a short name (stream id, event type, content type): non-empty, at most
 /// [`MAX_NAME_LEN`] bytes, no NUL.

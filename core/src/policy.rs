@@ -14,7 +14,7 @@ use std::{
 /// jitter: a random delay in `[d/2, d]`, so racing writers spread out.
 ///
 /// The default is 3 attempts, 5 ms base delay, 100 ms cap. The waits run on a
-/// short-lived helper thread, so the policy works with any async runtime.
+/// single process-wide timer thread, so the policy works with any async runtime.
 ///
 /// ```
 /// use std::time::Duration;
@@ -109,24 +109,6 @@ fn cheap_random() -> u64 {
         hasher.write_u128(now.as_nanos());
     }
     hasher.finish()
-}
-
-/// Waits `delay` on a helper thread; works under any executor. If no thread can be
-/// started it returns at once (a retry without backoff is still correct).
-pub(crate) async fn sleep(delay: Duration) {
-    if delay.is_zero() {
-        return;
-    }
-    let (tx, rx) = futures::channel::oneshot::channel::<()>();
-    let spawned = std::thread::Builder::new()
-        .name("annals-retry-backoff".into())
-        .spawn(move || {
-            std::thread::sleep(delay);
-            let _ = tx.send(());
-        });
-    if spawned.is_ok() {
-        let _ = rx.await;
-    }
 }
 
 /// When the [`Repository`](crate::Repository) saves a snapshot.

@@ -7,9 +7,10 @@ use futures::TryStreamExt;
 
 use crate::{
     codec::{decode_stored, Codec, Json},
-    policy::{sleep, RetryPolicy, SnapshotPolicy},
-    Aggregate, DomainEvent, Error, EventStore, ExpectedVersion, Metadata, Result, Snapshot,
-    StreamId, Upcasters, Version,
+    policy::{RetryPolicy, SnapshotPolicy},
+    timer::sleep,
+    Aggregate, DomainEvent, Error, EventStore, ExpectedVersion, Metadata, ReadStream, Result,
+    Snapshot, StreamId, Upcasters, Version,
 };
 
 /// Loads and saves [`Aggregate`]s through any [`EventStore`].
@@ -54,13 +55,14 @@ use crate::{
 /// assert_eq!(done.state.value, 5);
 /// match repo.execute::<Counter>("c1", &100).await {
 ///     Err(ExecuteError::Domain(TooBig)) => { /* business rule said no */ }
-///     Err(ExecuteError::Store(e)) => return Err(e.into()),
+///     Err(other) => return Err(other.into()), // store failure, or retries ran out
 ///     Ok(_) => {}
 /// }
 /// let loaded = repo.load::<Counter>("c1").await?;
 /// println!("counter at version {}: {}", loaded.version, loaded.state.value);
 /// # Ok(()) }
 /// ```
+#[derive(Clone)]
 pub struct Repository<S, C = Json> {
     store: S,
     codec: C,
@@ -113,16 +115,28 @@ pub struct Executed<A: Aggregate> {
     pub snapshot_saved: Option<Version>,
 }
 
-/// Why [`Repository::execute`] failed: the domain said no, or the store failed.
+/// Why [`Repository::execute`] failed: the domain said no, the store failed, or
+/// every attempt lost a race.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ExecuteError<E> {
     /// The aggregate rejected the command (a business rule). Nothing was written.
     #[error(transparent)]
     Domain(E),
-    /// Loading or appending failed — including [`Error::Conflict`] once the
-    /// retry policy's attempts are used up.
+    /// Loading or appending failed.
     #[error(transparent)]
     Store(#[from] Error),
+    /// Every attempt the [`RetryPolicy`] allows conflicted with a concurrent writer.
+    /// Nothing was written. For aggregates many tasks write at once, raise
+    /// [`RetryPolicy::with_max_attempts`] to at least the number of concurrent
+    /// writers (see docs/event-sourcing.md, "Retries").
+    #[error("gave up after {attempts} attempts, each conflicting with a concurrent writer (raise RetryPolicy::with_max_attempts for contended aggregates); last conflict: {last}")]
+    RetriesExhausted {
+        /// How many attempts ran.
+        attempts: u32,
+        /// The last attempt's [`Error::Conflict`].
+        last: Error,
+    },
 }
 
 impl<E> ExecuteError<E> {
@@ -130,7 +144,17 @@ impl<E> ExecuteError<E> {
     pub fn domain(&self) -> Option<&E> {
         match self {
             ExecuteError::Domain(e) => Some(e),
-            ExecuteError::Store(_) => None,
+            _ => None,
+        }
+    }
+
+    /// True if the command lost a race for good (or a conflict came back with
+    /// retries switched off): reload and decide again later, or give up.
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            ExecuteError::RetriesExhausted { .. } => true,
+            ExecuteError::Store(e) => e.is_conflict(),
+            ExecuteError::Domain(_) => false,
         }
     }
 }
@@ -204,9 +228,27 @@ impl<S: EventStore, C: Codec> Repository<S, C> {
         &self.codec
     }
 
+    /// The retry policy for conflicting commands.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// The snapshot policy.
+    pub fn snapshot_policy(&self) -> &SnapshotPolicy {
+        &self.snapshots
+    }
+
+    pub(crate) fn upcasters(&self) -> &Upcasters {
+        &self.upcasters
+    }
+
+    pub(crate) fn skips_unknown(&self) -> bool {
+        self.skip_unknown
+    }
+
     /// Loads the aggregate `id` (stream [`A::stream_id(id)`](Aggregate::stream_id)).
     pub async fn load<A: Aggregate>(&self, id: &str) -> Result<Loaded<A>> {
-        self.load_stream(&A::stream_id(id)?).await
+        self.load_stream(&aggregate_stream::<A>(id)?).await
     }
 
     /// Loads an aggregate from an explicit stream.
@@ -216,7 +258,9 @@ impl<S: EventStore, C: Codec> Repository<S, C> {
             None => (A::default(), Version::ZERO, None),
         };
         let mut replayed = 0_u64;
-        let mut events = self.store.read_stream(stream, version.next(), None);
+        let mut events = self
+            .store
+            .read_stream(ReadStream::forward(stream).after(version));
         while let Some(recorded) = events.try_next().await? {
             match A::Event::from_recorded_with(&recorded, &self.codec, &self.upcasters) {
                 Ok(event) => state.apply(&event),
@@ -288,7 +332,7 @@ impl<S: EventStore, C: Codec> Repository<S, C> {
         command: &A::Command,
         metadata: &Metadata,
     ) -> std::result::Result<Executed<A>, ExecuteError<A::Error>> {
-        let stream = A::stream_id(id)?;
+        let stream = aggregate_stream::<A>(id)?;
         let mut attempt = 1_u32;
         loop {
             let loaded = self.load_stream::<A>(&stream).await?;
@@ -342,6 +386,12 @@ impl<S: EventStore, C: Codec> Repository<S, C> {
                     sleep(self.retry.delay(attempt)).await;
                     attempt += 1;
                 }
+                Err(e) if e.is_conflict() && attempt > 1 => {
+                    return Err(ExecuteError::RetriesExhausted {
+                        attempts: attempt,
+                        last: e,
+                    })
+                }
                 Err(e) => return Err(ExecuteError::Store(e)),
             }
         }
@@ -350,7 +400,7 @@ impl<S: EventStore, C: Codec> Repository<S, C> {
     /// Loads aggregate `id` and saves a snapshot of it now, whatever the policy.
     /// Returns the snapshot's version (nothing is saved for an empty stream).
     pub async fn snapshot<A: Aggregate>(&self, id: &str) -> Result<Option<Version>> {
-        let stream = A::stream_id(id)?;
+        let stream = aggregate_stream::<A>(id)?;
         let loaded = self.load_stream::<A>(&stream).await?;
         if loaded.version == Version::ZERO {
             return Ok(None);
@@ -389,4 +439,22 @@ impl<S: EventStore, C: Codec> Repository<S, C> {
             }
         }
     }
+}
+
+/// The stream of aggregate `id`, rejecting an empty id (it would name the bare
+/// category stream) and saying that the category prefix counts toward the limit.
+pub(crate) fn aggregate_stream<A: Aggregate>(id: &str) -> Result<StreamId> {
+    if id.is_empty() {
+        return Err(Error::invalid_input(format!(
+            "the aggregate id must not be empty (category `{}`)",
+            A::CATEGORY
+        )));
+    }
+    A::stream_id(id).map_err(|e| match e {
+        Error::InvalidInput(message) => Error::invalid_input(format!(
+            "{message} (the stream id of aggregate `{id}` includes the category prefix `{}-`)",
+            A::CATEGORY
+        )),
+        other => other,
+    })
 }

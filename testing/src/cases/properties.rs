@@ -3,7 +3,8 @@
 use std::{collections::HashMap, sync::Arc};
 
 use annals_core::{
-    EventStore, ExpectedVersion, NewEvent, Position, ReadFilter, RecordedEvent, StreamId, Version,
+    EventStore, ExpectedVersion, NewEvent, ReadAll, ReadFilter, ReadStream, RecordedEvent,
+    StreamId, Version,
 };
 use futures::TryStreamExt;
 
@@ -15,11 +16,7 @@ fn same_event(stored: &RecordedEvent, sent: &NewEvent) -> bool {
 
 async fn read_prefix(store: &dyn EventStore, prefix: &str) -> Vec<RecordedEvent> {
     store
-        .read_all(
-            Position::START,
-            ReadFilter::new().stream_prefix(prefix),
-            None,
-        )
+        .read_all(ReadAll::forward().filter(ReadFilter::new().stream_prefix(prefix)))
         .try_collect()
         .await
         .unwrap()
@@ -71,7 +68,7 @@ pub async fn prop_random_appends_match_model(store: Arc<dyn EventStore>) {
         for (index, sent) in &model {
             let stream = StreamId::new(format!("{prefix}{index}")).unwrap();
             let stored: Vec<RecordedEvent> = store
-                .read_stream(&stream, Version::FIRST, None)
+                .read_stream(ReadStream::forward(&stream))
                 .try_collect()
                 .await
                 .unwrap();
@@ -122,12 +119,12 @@ pub async fn prop_replay_is_deterministic(store: Arc<dyn EventStore>) {
         for index in 0..4 {
             let stream = StreamId::new(format!("{prefix}{index}")).unwrap();
             let a: Vec<RecordedEvent> = store
-                .read_stream(&stream, Version::FIRST, None)
+                .read_stream(ReadStream::forward(&stream))
                 .try_collect()
                 .await
                 .unwrap();
             let b: Vec<RecordedEvent> = store
-                .read_stream(&stream, Version::FIRST, None)
+                .read_stream(ReadStream::forward(&stream))
                 .try_collect()
                 .await
                 .unwrap();

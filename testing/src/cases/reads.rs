@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use annals_core::{
-    EventId, EventStore, ExpectedVersion, Metadata, NewEvent, Position, ReadFilter, RecordedEvent,
-    Timestamp, Version,
+    EventId, EventStore, ExpectedVersion, Metadata, NewEvent, Position, ReadAll, ReadFilter,
+    ReadStream, RecordedEvent, Timestamp, Version,
 };
 use futures::TryStreamExt;
 
@@ -18,11 +18,13 @@ async fn read_stream_vec(
     from: u64,
     limit: Option<u64>,
 ) -> Vec<RecordedEvent> {
-    store
-        .read_stream(&sid(stream), Version::new(from), limit)
-        .try_collect()
-        .await
-        .unwrap()
+    // `from` is inclusive here (the cases were written that way); the API's cursor is
+    // exclusive, so start after `from - 1`.
+    let mut read = ReadStream::forward(&sid(stream)).after(Version::new(from.saturating_sub(1)));
+    if let Some(limit) = limit {
+        read = read.limit(limit);
+    }
+    store.read_stream(read).try_collect().await.unwrap()
 }
 
 async fn read_all_vec(
@@ -31,11 +33,11 @@ async fn read_all_vec(
     filter: ReadFilter,
     limit: Option<u64>,
 ) -> Vec<RecordedEvent> {
-    store
-        .read_all(from, filter, limit)
-        .try_collect()
-        .await
-        .unwrap()
+    let mut read = ReadAll::after(Position::new(from.get().saturating_sub(1))).filter(filter);
+    if let Some(limit) = limit {
+        read = read.limit(limit);
+    }
+    store.read_all(read).try_collect().await.unwrap()
 }
 
 fn versions(events: &[RecordedEvent]) -> Vec<u64> {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use annals_core::{EventStore, ExpectedVersion, NewEvent, Position, ReadFilter, Version};
+use annals_core::{EventStore, ExpectedVersion, NewEvent, Position, ReadAll, ReadStream, Version};
 use futures::TryStreamExt;
 use tokio::sync::Barrier;
 
@@ -161,7 +161,7 @@ pub async fn read_100k_events_through_stream_api(store: Arc<dyn EventStore>) {
             .unwrap();
     }
     let mut expected_version = 0u64;
-    let mut stream = store.read_stream(&s, Version::FIRST, None);
+    let mut stream = store.read_stream(ReadStream::forward(&s));
     while let Some(event) = stream.try_next().await.unwrap() {
         expected_version += 1;
         assert_eq!(event.version, Version::new(expected_version));
@@ -175,7 +175,7 @@ pub async fn read_100k_events_through_stream_api(store: Arc<dyn EventStore>) {
 
     let mut count = 0u64;
     let mut last = Position::START;
-    let mut all = store.read_all(Position::START, ReadFilter::new(), None);
+    let mut all = store.read_all(ReadAll::forward());
     while let Some(event) = all.try_next().await.unwrap() {
         assert!(event.position > last);
         last = event.position;
@@ -199,9 +199,9 @@ pub async fn dropped_reads_leave_the_store_usable(store: Arc<dyn EventStore>) {
     for round in 0..50u64 {
         let wait = std::time::Duration::from_micros((round * 97) % 3_000);
         let mut read = if round % 2 == 0 {
-            store.read_all(Position::START, ReadFilter::new(), None)
+            store.read_all(ReadAll::forward())
         } else {
-            store.read_stream(&s, Version::FIRST, None)
+            store.read_stream(ReadStream::forward(&s))
         };
         if let Ok(first) = tokio::time::timeout(wait, read.try_next()).await {
             // Whatever arrived before the drop is the log's first event.

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use annals_core::{limits, EventStore, ExpectedVersion, Snapshot, Version};
+use annals_core::{EventStore, ExpectedVersion, Snapshot, Version};
 
 use super::support::{all_events, batch, sid};
 
@@ -99,7 +99,10 @@ pub async fn invalid_snapshot_is_rejected(store: Arc<dyn EventStore>) {
     let s = sid("s");
     let good = Snapshot::new(Version::new(1), b"ok".to_vec());
     store.save_snapshot(&s, good.clone()).await.unwrap();
-    let huge = Snapshot::new(Version::new(2), vec![1u8; limits::MAX_PAYLOAD_LEN + 1]);
+    let huge = Snapshot::new(
+        Version::new(2),
+        vec![1u8; store.capabilities().max_payload_bytes + 1],
+    );
     assert!(store
         .save_snapshot(&s, huge)
         .await

@@ -1,6 +1,6 @@
 //! Small helpers shared by the cases.
 
-use annals_core::{EventStore, NewEvent, Position, ReadFilter, RecordedEvent, StreamId, Version};
+use annals_core::{EventStore, NewEvent, ReadAll, ReadStream, RecordedEvent, StreamId, Version};
 use futures::TryStreamExt;
 
 /// A valid stream id.
@@ -21,7 +21,7 @@ pub(crate) fn batch(start: u64, count: u64) -> Vec<NewEvent> {
 /// The whole stream, in order.
 pub(crate) async fn stream_events(store: &dyn EventStore, stream: &StreamId) -> Vec<RecordedEvent> {
     store
-        .read_stream(stream, Version::FIRST, None)
+        .read_stream(ReadStream::forward(stream))
         .try_collect()
         .await
         .expect("read_stream succeeds")
@@ -30,7 +30,7 @@ pub(crate) async fn stream_events(store: &dyn EventStore, stream: &StreamId) -> 
 /// The whole global log, in order.
 pub(crate) async fn all_events(store: &dyn EventStore) -> Vec<RecordedEvent> {
     store
-        .read_all(Position::START, ReadFilter::new(), None)
+        .read_all(ReadAll::forward())
         .try_collect()
         .await
         .expect("read_all succeeds")

@@ -2,9 +2,7 @@
 
 use std::sync::Arc;
 
-use annals_core::{
-    limits, Error, EventStore, ExpectedVersion, Metadata, NewEvent, StreamId, Version,
-};
+use annals_core::{Error, EventStore, ExpectedVersion, Metadata, NewEvent, StreamId, Version};
 
 use super::support::{all_events, batch, ev, sid, stream_events};
 
@@ -68,14 +66,15 @@ pub async fn invalid_event_fields_are_rejected_and_nothing_written(store: Arc<dy
     let nul_metadata = ev("Ok", 1).with_metadata(Metadata::new().with_field("note", "a\0b"));
     let nul_metadata_key = ev("Ok", 1).with_metadata(Metadata::new().with_field("k\0", 1));
     let nul_correlation = ev("Ok", 1).with_metadata(Metadata::new().with_correlation_id("c\0"));
-    let huge_metadata = ev("Ok", 1).with_metadata(
-        Metadata::new().with_field("blob", "m".repeat(limits::MAX_METADATA_LEN + 1)),
-    );
+    let huge_metadata = ev("Ok", 1).with_metadata(Metadata::new().with_field(
+        "blob",
+        "m".repeat(store.capabilities().max_metadata_bytes + 1),
+    ));
 
     let bad_events = vec![
         with_type(""),
         with_type("Order\0Placed"),
-        with_type(&"T".repeat(limits::MAX_NAME_LEN + 1)),
+        with_type(&"T".repeat(store.capabilities().max_name_bytes + 1)),
         bad_content_type,
         empty_content_type,
         nul_metadata,
@@ -104,7 +103,7 @@ pub async fn invalid_event_fields_are_rejected_and_nothing_written(store: Arc<dy
 /// A payload over the limit is rejected; the batch is not partially written.
 pub async fn oversized_payload_is_rejected_and_nothing_written(store: Arc<dyn EventStore>) {
     let s = sid("s");
-    let big = NewEvent::new("Big", vec![7u8; limits::MAX_PAYLOAD_LEN + 1])
+    let big = NewEvent::new("Big", vec![7u8; store.capabilities().max_payload_bytes + 1])
         .with_content_type("application/octet-stream");
     let err = store
         .append(&s, ExpectedVersion::Any, vec![ev("Ok", 0), big])

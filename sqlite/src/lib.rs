@@ -12,8 +12,8 @@
 //!
 //! ```
 //! use annals_sqlite::{
-//!     futures::TryStreamExt, EventStore, ExpectedVersion, NewEvent, Position, ReadFilter,
-//!     SqliteEventStore, StreamId, Version,
+//!     futures::TryStreamExt, AppendRequest, EventStore, ExpectedVersion, NewEvent, ReadAll,
+//!     ReadFilter, ReadStream, SqliteEventStore, StreamId, Version,
 //! };
 //!
 //! # async fn tour() -> annals_sqlite::Result<()> {
@@ -33,15 +33,32 @@
 //! assert!(err.unwrap_err().is_conflict());
 //!
 //! // Read one stream back, in version order; reads are async streams.
-//! let events: Vec<_> = store.read_stream(&order, Version::FIRST, None).try_collect().await?;
+//! let events: Vec<_> = store.read_stream(ReadStream::forward(&order)).try_collect().await?;
 //! assert_eq!(events[1].event_type, "OrderPaid.v1");
 //!
-//! // Or the whole log in position order, optionally filtered.
+//! // Or newest first.
+//! let last: Vec<_> = store.read_stream(ReadStream::backward(&order).limit(1)).try_collect().await?;
+//! assert_eq!(last[0].version, Version::new(2));
+//!
+//! // Or the whole log in position order, optionally filtered (in SQL, before the limit).
 //! let paid: Vec<_> = store
-//!     .read_all(Position::START, ReadFilter::new().event_type("OrderPaid.v1"), None)
+//!     .read_all(ReadAll::forward().filter(ReadFilter::new().event_type("OrderPaid.v1")))
 //!     .try_collect()
 //!     .await?;
 //! assert_eq!(paid.len(), 1);
+//!
+//! // Append to several streams in one transaction: all of it or none of it.
+//! let stock = StreamId::new("stock-7")?;
+//! let shipped = NewEvent::json("OrderShipped.v1", &serde_json::json!({}))?;
+//! let reserved = NewEvent::json("StockReserved.v1", &serde_json::json!({"qty": 1}))?;
+//! let committed = store
+//!     .commit(
+//!         AppendRequest::new()
+//!             .append(&order, ExpectedVersion::Exact(Version::new(2)), vec![shipped])
+//!             .append(&stock, ExpectedVersion::NoStream, vec![reserved]),
+//!     )
+//!     .await?;
+//! assert_eq!(committed.parts.len(), 2);
 //! # Ok(()) }
 //! # tokio::runtime::Runtime::new().unwrap().block_on(tour()).unwrap();
 //! ```
@@ -52,7 +69,8 @@
 //!   [`SqliteOptions::in_memory`] gives a private store for tests.
 //! * **Concurrency** — any number of tasks may append at once: appends queue for the
 //!   single writer connection and never fail with `SQLITE_BUSY`; the loser of a
-//!   race on one stream gets [`Error::Conflict`]. Reads run in parallel (WAL).
+//!   race on one stream gets [`Error::Conflict`]. An append to several streams
+//!   ([`AppendRequest`]) is one transaction. Reads run in parallel (WAL).
 //! * **Safety** — [`open`](SqliteEventStore::open) refuses, without modifying it, a
 //!   file that is not SQLite or whose schema is newer than this version
 //!   ([`OpenError`]). Each append is one transaction: after a crash, every
@@ -72,9 +90,12 @@ mod open;
 mod options;
 mod read;
 mod readers;
+mod row;
+mod send;
+mod snapshot;
+mod sql;
 mod store;
 mod writer;
 
-pub use open::OpenError;
+pub use open::{OpenError, SqliteEventStore};
 pub use options::{SqliteOptions, Synchronous};
-pub use store::SqliteEventStore;

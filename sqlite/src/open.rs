@@ -1,10 +1,15 @@
-//! Opening a store: check the file without touching it, then connect and migrate.
+//! [`SqliteEventStore`] and opening it: check the file without touching it, then
+//! connect and migrate. The [`Backend`](crate::backend::Backend) implementation is
+//! in `store.rs`.
 
 use std::{
     io::Read,
     path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
 };
 
+use futures::{future::BoxFuture, FutureExt};
 use sqlx::{
     migrate::Migrator,
     sqlite::{
@@ -14,12 +19,129 @@ use sqlx::{
 };
 
 use crate::{
-    error::backend,
+    error::{backend, map_sqlx},
     options::{Location, SqliteOptions, Synchronous},
-    readers::Readers,
+    readers::RusqliteReaders,
+    sql,
     writer::{Source, Writer},
     Error, Result,
 };
+
+/// An event store in an SQLite database file (or in memory, for tests). It is an
+/// [`EventStore`](crate::EventStore) through the [`Backend`](crate::backend::Backend)
+/// trait.
+///
+/// Open it with [`SqliteEventStore::open`] or [`SqliteOptions`]. Clones share the
+/// same connections. Appends go through one writer connection, one
+/// `BEGIN IMMEDIATE` transaction each, queued in the order callers arrive; reads run
+/// on read-only connections, in parallel with each other and the writer (WAL
+/// mode). Event reads run page by page on a blocking thread (rusqlite), see
+/// `docs/backends/sqlite.md`.
+#[derive(Clone, Debug)]
+pub struct SqliteEventStore {
+    /// The single writer connection (appends, snapshot writes).
+    pub(crate) writer: Arc<Writer>,
+    /// The sqlx pool of read-only connections (`head_version`, `backup_to`,
+    /// [`reader_pool`](SqliteEventStore::reader_pool)).
+    pub(crate) sqlx_readers: SqlitePool,
+    /// The rusqlite read-only connections event reads, `find_event` and snapshot
+    /// loads run on.
+    pub(crate) rusqlite_readers: Arc<RusqliteReaders>,
+    pub(crate) acquire_timeout: Duration,
+    pub(crate) options: SqliteOptions,
+}
+
+impl SqliteEventStore {
+    /// Opens (creating it and its parent directories if missing) the store in the
+    /// file at `path`, with default [`SqliteOptions`].
+    ///
+    /// Applies the embedded schema migrations before returning. Refuses, without
+    /// changing the file, a file that is not an SQLite database or whose schema is
+    /// newer than this version knows (see [`OpenError`]).
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(SqliteOptions::new(path)).await
+    }
+
+    /// A private, empty in-memory store (for tests; see [`SqliteOptions::in_memory`]).
+    pub async fn in_memory() -> Result<Self> {
+        Self::open_with(SqliteOptions::in_memory()).await
+    }
+
+    /// Opens a store with explicit options.
+    pub async fn open_with(options: SqliteOptions) -> Result<Self> {
+        let connections = connect(&options).await?;
+        Ok(SqliteEventStore {
+            writer: Arc::new(connections.writer),
+            sqlx_readers: connections.sqlx_readers,
+            rusqlite_readers: Arc::new(connections.rusqlite_readers),
+            acquire_timeout: options.acquire_timeout,
+            options,
+        })
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &SqliteOptions {
+        &self.options
+    }
+
+    /// The database file, or `None` for an in-memory store.
+    pub fn path(&self) -> Option<&Path> {
+        self.options.path()
+    }
+
+    /// Waits for running operations, then closes every connection (checkpointing
+    /// the WAL into the database file). Later operations on this store or its
+    /// clones fail.
+    pub async fn close(&self) {
+        // Readers first: the last connection to close checkpoints the WAL into the
+        // database file, and only the writer can.
+        self.rusqlite_readers.close().await;
+        self.sqlx_readers.close().await;
+        self.writer.release().await;
+    }
+
+    /// The sqlx pool of read-only connections, for inspection and maintenance
+    /// queries (they cannot write). `stream_version` and
+    /// [`backup_to`](Self::backup_to) run on it; event reads (`read_stream`,
+    /// `read_all`, `get_event`) and snapshot loads run on separate read-only
+    /// connections to the same database. For an in-memory store it is the store's
+    /// only sqlx connection, which appends and event reads also hold while they run.
+    pub fn reader_pool(&self) -> &SqlitePool {
+        &self.sqlx_readers
+    }
+
+    /// Writes a consistent copy of the whole database to a new file at `target`
+    /// with `VACUUM INTO`, while the store stays in use (readers and writers are
+    /// not blocked). The copy is a complete, compacted, ordinary SQLite database
+    /// that [`SqliteEventStore::open`] opens. Fails if `target` already exists.
+    ///
+    /// ```
+    /// # use annals_sqlite::SqliteEventStore;
+    /// # async fn demo() -> annals_sqlite::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = SqliteEventStore::open(dir.path().join("events.db")).await?;
+    /// store.backup_to(dir.path().join("backup.db")).await?;
+    /// let copy = SqliteEventStore::open(dir.path().join("backup.db")).await?;
+    /// # drop(copy);
+    /// # Ok(()) }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+    /// ```
+    pub async fn backup_to(&self, target: impl AsRef<Path>) -> Result<()> {
+        let target = target.as_ref();
+        let name = target.to_str().ok_or_else(|| {
+            Error::invalid_input(format!(
+                "backup path `{}` is not valid UTF-8",
+                target.display()
+            ))
+        })?;
+        sqlx::query(sql::BACKUP)
+            .bind(name.to_owned())
+            .execute(&self.sqlx_readers)
+            .await
+            .map_err(map_sqlx("backing up the database", self.acquire_timeout))?;
+        Ok(())
+    }
+}
 
 /// The schema migrations in `migrations/sqlite/`, embedded at compile time.
 pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -97,15 +219,15 @@ impl OpenError {
     }
 }
 
-/// What a store runs on: the writer, the sqlx reader pool, and the read
-/// connections for event reads.
-pub(crate) struct Pools {
-    pub(crate) writer: Writer,
-    pub(crate) readers: SqlitePool,
-    pub(crate) pages: Readers,
+/// What a store runs on: the writer, the sqlx reader pool, and the rusqlite read
+/// connections.
+struct Connections {
+    writer: Writer,
+    sqlx_readers: SqlitePool,
+    rusqlite_readers: RusqliteReaders,
 }
 
-pub(crate) async fn connect(options: &SqliteOptions) -> Result<Pools> {
+async fn connect(options: &SqliteOptions) -> Result<Connections> {
     match &options.location {
         Location::Memory => connect_memory(options).await,
         Location::File(path) => connect_file(options, path).await,
@@ -126,7 +248,7 @@ fn tuned(connect: SqliteConnectOptions, options: &SqliteOptions) -> SqliteConnec
         .row_buffer_size(ROW_BUFFER)
 }
 
-async fn connect_memory(options: &SqliteOptions) -> Result<Pools> {
+async fn connect_memory(options: &SqliteOptions) -> Result<Connections> {
     // A private *named* in-memory database in shared-cache mode: it lives as long as
     // one connection to it is open, so the anchor below keeps it alive even when the
     // pool replaces its connection. Statements run on the pool's connection, or on
@@ -159,11 +281,15 @@ async fn connect_memory(options: &SqliteOptions) -> Result<Pools> {
         .connect_with(connect)
         .await
         .map_err(|e| backend("opening an in-memory SQLite database", e))?;
-    MIGRATOR
-        .run(&pool)
+    let mut conn = pool.acquire().await.map_err(map_sqlx(
+        "applying the SQLite schema migrations",
+        options.acquire_timeout,
+    ))?;
+    migrate(&mut conn)
         .await
         .map_err(|e| backend("applying the SQLite schema migrations", e))?;
-    Ok(Pools {
+    drop(conn);
+    Ok(Connections {
         writer: Writer::new(
             Source::Pool {
                 pool: pool.clone(),
@@ -172,12 +298,12 @@ async fn connect_memory(options: &SqliteOptions) -> Result<Pools> {
             None,
             options.acquire_timeout,
         ),
-        pages: Readers::memory(uri, pool.clone(), options),
-        readers: pool,
+        rusqlite_readers: RusqliteReaders::memory(uri, pool.clone(), options),
+        sqlx_readers: pool,
     })
 }
 
-async fn connect_file(options: &SqliteOptions, path: &Path) -> Result<Pools> {
+async fn connect_file(options: &SqliteOptions, path: &Path) -> Result<Connections> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .map_err(|e| backend(format!("creating the directory `{}`", parent.display()), e))?;
@@ -199,13 +325,13 @@ async fn connect_file(options: &SqliteOptions, path: &Path) -> Result<Pools> {
         .connect()
         .await
         .map_err(|e| backend(format!("opening `{}`", path.display()), e))?;
-    if let Err(e) = MIGRATOR.run(&mut writer).await {
+    if let Err(e) = migrate(&mut writer).await {
         if let Err(close) = writer.close().await {
             tracing::debug!(error = %close, "closing the writer after a failed migration");
         }
         return Err(backend("applying the SQLite schema migrations", e));
     }
-    let readers = SqlitePoolOptions::new()
+    let sqlx_readers = SqlitePoolOptions::new()
         .max_connections(options.max_readers)
         .min_connections(0)
         .acquire_timeout(options.acquire_timeout)
@@ -213,15 +339,28 @@ async fn connect_file(options: &SqliteOptions, path: &Path) -> Result<Pools> {
         .await
         .map_err(|e| backend(format!("opening `{}` for reading", path.display()), e))?;
     tracing::debug!(path = %path.display(), "opened SQLite event store");
-    Ok(Pools {
+    Ok(Connections {
         writer: Writer::new(
             Source::Connect(Box::new(writer_options)),
             Some(writer),
             options.acquire_timeout,
         ),
-        readers,
-        pages: Readers::file(path.to_owned(), options),
+        sqlx_readers,
+        rusqlite_readers: RusqliteReaders::file(path.to_owned(), options),
     })
+}
+
+/// Applies the embedded migrations on `conn`.
+///
+/// Not `Migrator::run`: awaiting it inside `open` makes rustc fail to prove the
+/// `open` future `Send` ("implementation of `Acquire` is not general enough", a
+/// higher-ranked lifetime limitation), which the crate's `_assert_send` check
+/// catches. `run_direct` is sqlx's own way around it: the same migration run on a
+/// connection, without `Acquire`.
+fn migrate(
+    conn: &mut sqlx::SqliteConnection,
+) -> BoxFuture<'_, std::result::Result<(), sqlx::migrate::MigrateError>> {
+    MIGRATOR.run_direct(None, conn, false).boxed()
 }
 
 /// Refuses, before anything writes to it, a file that is not an SQLite database or

@@ -1,34 +1,31 @@
 //! Reads: keyset-paged queries, each page run on a blocking thread and decoded
 //! straight into [`RecordedEvent`]s.
 //!
-//! A read runs as a sequence of short queries ("pages"), each continuing after the
-//! last row the previous one returned (`position > last` / `version > last`). A
-//! page holds a read connection only while SQLite produces its rows, never while
-//! the caller processes them, so a slow consumer neither pins a connection nor
-//! keeps a read transaction open (which would stop WAL checkpoints and let the
-//! `-wal` file grow). Memory is bounded by one page: at most [`PAGE_ROWS`] rows and,
-//! about [`PAGE_BYTES`] of payload (plus one event).
+//! A read runs as a sequence of short queries ("pages") over a half-open range of
+//! versions or positions, `start <= key < end`. Each page narrows the range past the
+//! last row it returned: a forward page moves `start` to after it, a backward page
+//! (`ORDER BY … DESC`) moves `end` down to it. A page holds a read connection only
+//! while SQLite produces its rows, never while the caller processes them, so a slow
+//! consumer neither pins a connection nor keeps a read transaction open (which
+//! would stop WAL checkpoints and let the `-wal` file grow). Memory is bounded by
+//! one page: at most [`PAGE_ROWS`] rows and about [`PAGE_BYTES`] of payload (plus
+//! one event).
 //!
-//! A page is one closure on a rusqlite connection from [`Readers`] (see there for
-//! why not sqlx): prepare the cached statement, step the rows, decode each from
-//! borrowed column values, return the page. `get_event` runs the same way. The
-//! append's stored-id lookup runs on the writer (sqlx) and decodes its rows with
-//! the same [`decode_row`].
+//! A page is one closure on a rusqlite connection from [`RusqliteReaders`] (see there
+//! for why not sqlx): prepare the cached statement, step the rows, decode each from
+//! borrowed column values, return the page. `find_event` runs the same way.
 
-use std::sync::Arc;
+use std::{borrow::Cow, sync::Arc};
 
-use annals_core::backend;
 use futures::{stream, StreamExt};
-use rusqlite::{
-    params_from_iter,
-    types::{FromSqlResult, Value, ValueRef},
-    Connection, Row,
-};
-use sqlx::{sqlite::SqliteRow, Row as _};
+use rusqlite::{params_from_iter, Connection, ToSql};
 
 use crate::{
-    readers::Readers, Error, EventId, EventStream, Metadata, Position, ReadFilter, RecordedEvent,
-    Result, SqliteEventStore, StreamId, Timestamp, Version,
+    backend,
+    readers::RusqliteReaders,
+    row::{decode_row, RowCache},
+    sql, Direction, Error, EventId, EventStream, ReadAll, ReadStream, RecordedEvent, Result,
+    SqliteEventStore,
 };
 
 /// Most rows one page returns.
@@ -37,207 +34,148 @@ pub(crate) const PAGE_ROWS: usize = 2048;
 /// Payload bytes after which a page stops early.
 pub(crate) const PAGE_BYTES: usize = 8 * 1024 * 1024;
 
-/// The columns [`decode_row`] expects, in order.
-pub(crate) const EVENT_COLUMNS: &str =
-    "position, event_id, stream_id, version, event_type, content_type, payload, metadata, recorded_at";
-
-/// Reuses the last decoded [`StreamId`] and [`Metadata`] when consecutive rows
-/// share them (events of one stream, or of one request, come in runs): a clone
-/// instead of a validation or a JSON parse per event.
-#[derive(Default)]
-pub(crate) struct StreamIdCache {
-    stream: Option<StreamId>,
-    metadata: Option<(String, Metadata)>,
+/// Which number of an event a read pages by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Key {
+    /// The stream version (`read_stream`).
+    Version,
+    /// The global position (`read_all`).
+    Position,
 }
 
-impl StreamIdCache {
-    fn get(&mut self, name: &str) -> Result<StreamId> {
-        if let Some(id) = self.stream.as_ref().filter(|id| id.as_str() == name) {
-            return Ok(id.clone());
-        }
-        let id = StreamId::new(name)
-            .map_err(|e| Error::backend(format!("stored stream id `{name}` is invalid"), e))?;
-        self.stream = Some(id.clone());
-        Ok(id)
-    }
-
-    fn metadata(&mut self, json: &str) -> Result<Metadata> {
-        if json == "{}" {
-            return Ok(Metadata::default());
-        }
-        if let Some((_, metadata)) = self.metadata.as_ref().filter(|(text, _)| text == json) {
-            return Ok(metadata.clone());
-        }
-        let metadata = Metadata::from_json(json)?;
-        self.metadata = Some((json.to_owned(), metadata.clone()));
-        Ok(metadata)
-    }
-}
-
-/// The columns of a stored row, borrowed from the driver's row without copying:
-/// reads decode rusqlite rows, the append's stored-id lookup (on the writer) sqlx
-/// rows. `name` names the column in the error if the value has the wrong type.
-pub(crate) trait StoredRow {
-    /// An `INTEGER` column.
-    fn int(&self, index: usize, name: &str) -> Result<i64>;
-    /// A `TEXT` column.
-    fn text(&self, index: usize, name: &str) -> Result<&str>;
-    /// A `BLOB` column.
-    fn blob(&self, index: usize, name: &str) -> Result<&[u8]>;
-}
-
-fn corrupt(name: &str, e: impl Into<crate::BoxError>) -> Error {
-    Error::backend(format!("stored event column `{name}` is invalid"), e)
-}
-
-impl StoredRow for Row<'_> {
-    fn int(&self, index: usize, name: &str) -> Result<i64> {
-        rusqlite_column(self, index, name, ValueRef::as_i64)
-    }
-    fn text(&self, index: usize, name: &str) -> Result<&str> {
-        rusqlite_column(self, index, name, ValueRef::as_str)
-    }
-    fn blob(&self, index: usize, name: &str) -> Result<&[u8]> {
-        rusqlite_column(self, index, name, ValueRef::as_blob)
-    }
-}
-
-fn rusqlite_column<'r, T>(
-    row: &'r Row<'_>,
-    index: usize,
-    name: &str,
-    get: impl FnOnce(&ValueRef<'r>) -> FromSqlResult<T>,
-) -> Result<T> {
-    let value = row.get_ref(index).map_err(|e| corrupt(name, e))?;
-    get(&value).map_err(|e| corrupt(name, e))
-}
-
-impl StoredRow for SqliteRow {
-    fn int(&self, index: usize, name: &str) -> Result<i64> {
-        self.try_get(index).map_err(|e| corrupt(name, e))
-    }
-    fn text(&self, index: usize, name: &str) -> Result<&str> {
-        self.try_get(index).map_err(|e| corrupt(name, e))
-    }
-    fn blob(&self, index: usize, name: &str) -> Result<&[u8]> {
-        self.try_get(index).map_err(|e| corrupt(name, e))
-    }
-}
-
-/// Decodes one row selected with [`EVENT_COLUMNS`].
-pub(crate) fn decode_row(
-    row: &impl StoredRow,
-    streams: &mut StreamIdCache,
-) -> Result<RecordedEvent> {
-    let position = row.int(0, "position")?;
-    let id = row.blob(1, "event_id")?;
-    let id = <[u8; 16]>::try_from(id)
-        .map_err(|e| Error::backend(format!("stored event id has {} bytes", id.len()), e))?;
-    let stream_id = streams.get(row.text(2, "stream_id")?)?;
-    let version = row.int(3, "version")?;
-    let metadata = streams.metadata(row.text(7, "metadata")?)?;
-    Ok(RecordedEvent::new(
-        EventId::from_bytes(id),
-        stream_id,
-        Version::new(backend::from_i64(version, "version")?),
-        Position::new(backend::from_i64(position, "position")?),
-        row.text(4, "event_type")?.to_owned(),
-        row.blob(6, "payload")?.to_vec(),
-        row.text(5, "content_type")?.to_owned(),
-        metadata,
-        Timestamp::from_unix_micros(row.int(8, "recorded_at")?),
-    ))
-}
-
-/// What a paged read asks for; `after` advances page by page.
-#[derive(Clone)]
-enum Query {
-    Stream { stream: StreamId, after: i64 },
-    All { after: i64, filter: ReadFilter },
-}
-
-impl Query {
-    /// The page query and its parameters, for at most `limit` rows.
-    fn sql_and_args(&self, limit: usize) -> (String, Vec<Value>) {
-        let text = |s: &str| Value::Text(s.to_owned());
-        let limit = Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX));
+impl Key {
+    fn of(self, event: &RecordedEvent) -> u64 {
         match self {
-            Query::Stream { stream, after } => (
-                format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ? AND version > ? ORDER BY version LIMIT ?"
-                ),
-                vec![text(stream.as_str()), Value::Integer(*after), limit],
-            ),
-            Query::All { after, filter } => {
-                let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > ?");
-                let mut args = vec![Value::Integer(*after)];
-                if let Some(prefix) = filter.stream_prefix.as_deref().filter(|p| !p.is_empty()) {
-                    // Byte-wise prefix as a range the (stream_id, version) index can use.
-                    sql.push_str(" AND stream_id >= ?");
-                    args.push(text(prefix));
-                    if let Some(end) = prefix_end(prefix) {
-                        sql.push_str(" AND stream_id < ?");
-                        args.push(Value::Text(end));
-                    }
-                }
-                if let Some((first, rest)) = filter.event_types.split_first() {
-                    sql.push_str(" AND event_type IN (?");
-                    args.push(text(first));
-                    for event_type in rest {
-                        sql.push_str(",?");
-                        args.push(text(event_type));
-                    }
-                    sql.push(')');
-                }
-                sql.push_str(" ORDER BY position LIMIT ?");
-                args.push(limit);
-                (sql, args)
+            Key::Version => event.version.get(),
+            Key::Position => event.position.get(),
+        }
+    }
+}
+
+/// What stays the same for every page of one read: the page query and the
+/// parameters after `?1` (start), `?2` (end) and `?3` (row limit).
+#[derive(Debug)]
+struct Scan {
+    sql: Cow<'static, str>,
+    args: Vec<String>,
+}
+
+/// Where a paged read is: the range still to read, and how many events it may
+/// still return.
+struct Pager {
+    readers: Arc<RusqliteReaders>,
+    scan: Arc<Scan>,
+    key: Key,
+    direction: Direction,
+    /// Still to read: `start <= key < end`.
+    start: i64,
+    end: i64,
+    remaining: u64,
+    done: bool,
+}
+
+/// A range bound as SQLite's integer; bounds above `i64::MAX` (which core never
+/// passes) select nothing more than `i64::MAX` does.
+fn bound(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+impl Pager {
+    fn new(
+        store: &SqliteEventStore,
+        scan: Scan,
+        key: Key,
+        direction: Direction,
+        range: std::ops::Range<u64>,
+        limit: Option<u64>,
+    ) -> Self {
+        let (start, end) = (bound(range.start), bound(range.end));
+        Pager {
+            readers: Arc::clone(&store.rusqlite_readers),
+            scan: Arc::new(scan),
+            key,
+            direction,
+            start,
+            end,
+            remaining: limit.unwrap_or(u64::MAX),
+            done: start >= end || limit == Some(0),
+        }
+    }
+
+    /// Fetches the next page; an empty page means the read is over.
+    async fn next_page(&mut self) -> Result<Vec<RecordedEvent>> {
+        let rows = usize::try_from(self.remaining).map_or(PAGE_ROWS, |r| r.min(PAGE_ROWS));
+        let scan = Arc::clone(&self.scan);
+        let (start, end) = (self.start, self.end);
+        let (page, last) = self
+            .readers
+            .run("reading events", move |conn| {
+                fetch_page(conn, &scan, start, end, rows)
+            })
+            .await?;
+        self.done = last;
+        if let Some(event) = page.last() {
+            let key = backend::to_i64(self.key.of(event), "stored key")?;
+            match self.direction {
+                Direction::Forward => self.start = key.saturating_add(1),
+                Direction::Backward => self.end = key,
             }
         }
+        self.remaining = self.remaining.saturating_sub(page.len() as u64);
+        if self.remaining == 0 || self.start >= self.end {
+            self.done = true;
+        }
+        Ok(page)
     }
 
-    fn advance(&mut self, last: &RecordedEvent) -> Result<()> {
-        match self {
-            Query::Stream { after, .. } => *after = backend::to_i64(last.version.get(), "version")?,
-            Query::All { after, .. } => *after = backend::to_i64(last.position.get(), "position")?,
-        }
-        Ok(())
+    fn into_stream(self) -> EventStream<'static> {
+        stream::unfold(self, |mut pager| async move {
+            if pager.done {
+                return None;
+            }
+            let page = match pager.next_page().await {
+                Ok(page) => page.into_iter().map(Ok).collect::<Vec<_>>(),
+                Err(e) => {
+                    pager.done = true;
+                    vec![Err(e)]
+                }
+            };
+            if page.is_empty() {
+                return None;
+            }
+            Some((stream::iter(page), pager))
+        })
+        .flatten()
+        .boxed()
     }
 }
 
-/// The smallest string greater than every string that starts with `prefix`, or
-/// `None` if there is none. UTF-8 byte order is code point order, so incrementing
-/// the last code point that can be incremented (and dropping what follows) works.
-pub(crate) fn prefix_end(prefix: &str) -> Option<String> {
-    let mut chars: Vec<char> = prefix.chars().collect();
-    while let Some(last) = chars.pop() {
-        let next = match last {
-            '\u{D7FF}' => Some('\u{E000}'),
-            c => char::from_u32(u32::from(c) + 1),
-        };
-        if let Some(next) = next {
-            chars.push(next);
-            return Some(chars.into_iter().collect());
-        }
-    }
-    None
-}
-
-/// Runs one page of `query` on `conn`: at most `rows` rows, stopping early after
-/// [`PAGE_BYTES`] of payload. Runs on a blocking thread (see [`Readers`]). The
-/// flag is true if this is the last page (it came back short).
-fn fetch_page(conn: &Connection, query: &Query, rows: usize) -> Result<(Vec<RecordedEvent>, bool)> {
+/// Runs one page of `scan` over `start..end` on `conn`: at most `rows` rows,
+/// stopping early after [`PAGE_BYTES`] of payload. Runs on a blocking thread (see
+/// [`RusqliteReaders`]). The flag is true if this is the last page (it came back
+/// short).
+fn fetch_page(
+    conn: &Connection,
+    scan: &Scan,
+    start: i64,
+    end: i64,
+    rows: usize,
+) -> Result<(Vec<RecordedEvent>, bool)> {
     let what = "reading events";
-    let (sql, args) = query.sql_and_args(rows);
+    let limit = i64::try_from(rows).unwrap_or(i64::MAX);
+    let fixed: [&dyn ToSql; 3] = [&start, &end, &limit];
+    let args = fixed
+        .into_iter()
+        .chain(scan.args.iter().map(|a| a as &dyn ToSql));
     let mut statement = conn
-        .prepare_cached(&sql)
+        .prepare_cached(&scan.sql)
         .map_err(|e| Error::backend(what, e))?;
     let mut fetched = statement
         .query(params_from_iter(args))
         .map_err(|e| Error::backend(what, e))?;
     let mut page = Vec::with_capacity(rows);
     let mut bytes = 0usize;
-    let mut cache = StreamIdCache::default();
+    let mut cache = RowCache::default();
     while let Some(row) = fetched.next().map_err(|e| Error::backend(what, e))? {
         let event = decode_row(row, &mut cache)?;
         bytes = bytes.saturating_add(event.payload.len());
@@ -250,136 +188,78 @@ fn fetch_page(conn: &Connection, query: &Query, rows: usize) -> Result<(Vec<Reco
     Ok((page, last))
 }
 
-struct Pager {
-    readers: Arc<Readers>,
-    query: Query,
-    remaining: u64,
-    done: bool,
-}
-
-impl Pager {
-    /// Fetches the next page; an empty page means the read is over.
-    async fn next_page(&mut self) -> Result<Vec<RecordedEvent>> {
-        let rows = usize::try_from(self.remaining).map_or(PAGE_ROWS, |r| r.min(PAGE_ROWS));
-        let query = self.query.clone();
-        let (page, last) = self
-            .readers
-            .run("reading events", move |conn| fetch_page(conn, &query, rows))
-            .await?;
-        self.done = last;
-        if let Some(last) = page.last() {
-            self.query.advance(last)?;
-        }
-        self.remaining = self.remaining.saturating_sub(page.len() as u64);
-        if self.remaining == 0 {
-            self.done = true;
-        }
-        Ok(page)
-    }
-}
-
-fn paged(store: &SqliteEventStore, query: Query, limit: Option<u64>) -> EventStream<'static> {
-    let pager = Pager {
-        readers: Arc::clone(&store.pages),
-        query,
-        remaining: limit.unwrap_or(u64::MAX),
-        done: limit == Some(0),
-    };
-    stream::unfold(pager, |mut pager| async move {
-        if pager.done {
-            return None;
-        }
-        let page = match pager.next_page().await {
-            Ok(page) => page.into_iter().map(Ok).collect::<Vec<_>>(),
-            Err(e) => {
-                pager.done = true;
-                vec![Err(e)]
-            }
+impl SqliteEventStore {
+    /// One stream's events, paged by version.
+    pub(crate) fn stream_events(&self, read: &ReadStream) -> EventStream<'static> {
+        let scan = Scan {
+            sql: Cow::Borrowed(sql::stream_page(read.direction())),
+            args: vec![read.stream().as_str().to_owned()],
         };
-        if page.is_empty() {
-            return None;
-        }
-        Some((stream::iter(page), pager))
-    })
-    .flatten()
-    .boxed()
-}
-
-pub(crate) fn read_stream(
-    store: &SqliteEventStore,
-    stream: &StreamId,
-    from: Version,
-    limit: Option<u64>,
-) -> EventStream<'static> {
-    match backend::to_i64(from.get().saturating_sub(1), "version") {
-        Ok(after) => paged(
-            store,
-            Query::Stream {
-                stream: stream.clone(),
-                after,
-            },
-            limit,
-        ),
-        Err(_) => stream::empty().boxed(),
-    }
-}
-
-pub(crate) fn read_all(
-    store: &SqliteEventStore,
-    from: Position,
-    filter: ReadFilter,
-    limit: Option<u64>,
-) -> EventStream<'static> {
-    match backend::to_i64(from.get().saturating_sub(1), "position") {
-        Ok(after) => paged(store, Query::All { after, filter }, limit),
-        Err(_) => stream::empty().boxed(),
-    }
-}
-
-pub(crate) async fn get_event(store: &SqliteEventStore, id: EventId) -> Result<RecordedEvent> {
-    let what = "reading an event by id";
-    let found = store
-        .pages
-        .run(what, move |conn| {
-            let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?");
-            let mut statement = conn
-                .prepare_cached(&sql)
-                .map_err(|e| Error::backend(what, e))?;
-            let mut rows = statement
-                .query([id.as_bytes().as_slice()])
-                .map_err(|e| Error::backend(what, e))?;
-            match rows.next().map_err(|e| Error::backend(what, e))? {
-                Some(row) => decode_row(row, &mut StreamIdCache::default()).map(Some),
-                None => Ok(None),
-            }
-        })
-        .await?;
-    found.ok_or_else(|| Error::NotFound(format!("event {id}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::prefix_end;
-
-    #[test]
-    fn prefix_end_increments_the_last_code_point() {
-        assert_eq!(prefix_end("order-").as_deref(), Some("order."));
-        assert_eq!(prefix_end("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
-        assert_eq!(prefix_end("a\u{10FFFF}").as_deref(), Some("b"));
-        assert_eq!(prefix_end("\u{10FFFF}\u{10FFFF}"), None);
-        assert_eq!(prefix_end("é").as_deref(), Some("ê"));
+        Pager::new(
+            self,
+            scan,
+            Key::Version,
+            read.direction(),
+            read.versions(),
+            read.max_events(),
+        )
+        .into_stream()
     }
 
-    #[test]
-    fn prefix_range_matches_byte_prefix() {
-        let prefix = "ab\u{FFFF}";
-        let end = prefix_end(prefix).unwrap_or_default();
-        for s in ["ab\u{FFFF}", "ab\u{FFFF}zz", "ab\u{FFFF}\u{10FFFF}"] {
-            assert!(s >= prefix && s < end.as_str(), "{s:?}");
-        }
-        for s in ["ab", "ab\u{FFFE}", "ab\u{10000}", "ac"] {
-            assert!(!(s >= prefix && s < end.as_str()), "{s:?}");
-        }
+    /// The log's events the read selects, paged by position; the filter is part of
+    /// the page query, so it applies before each page's limit.
+    pub(crate) fn log_events(&self, read: &ReadAll) -> EventStream<'static> {
+        let (sql, args) = sql::log_page(read.direction(), read.selection());
+        let scan = Scan {
+            sql: Cow::Owned(sql),
+            args,
+        };
+        Pager::new(
+            self,
+            scan,
+            Key::Position,
+            read.direction(),
+            read.positions(),
+            read.max_events(),
+        )
+        .into_stream()
+    }
+
+    /// One event by id.
+    pub(crate) async fn event_by_id(&self, id: EventId) -> Result<RecordedEvent> {
+        let what = "reading an event by id";
+        let found = self
+            .rusqlite_readers
+            .run(what, move |conn| {
+                let mut statement = conn
+                    .prepare_cached(sql::GET_EVENT)
+                    .map_err(|e| Error::backend(what, e))?;
+                let mut rows = statement
+                    .query([id.as_bytes().as_slice()])
+                    .map_err(|e| Error::backend(what, e))?;
+                match rows.next().map_err(|e| Error::backend(what, e))? {
+                    Some(row) => decode_row(row, &mut RowCache::default()).map(Some),
+                    None => Ok(None),
+                }
+            })
+            .await?;
+        found.ok_or_else(|| backend::not_found(id))
+    }
+
+    /// The stream's current version.
+    pub(crate) async fn current_version(&self, stream: &crate::StreamId) -> Result<crate::Version> {
+        let version: Option<i64> = sqlx::query_scalar(sql::STREAM_VERSION)
+            .bind(stream.as_str())
+            .fetch_one(&self.sqlx_readers)
+            .await
+            .map_err(crate::error::map_sqlx(
+                "reading a stream version",
+                self.acquire_timeout,
+            ))?;
+        Ok(crate::Version::new(backend::from_i64(
+            version.unwrap_or(0),
+            "version",
+        )?))
     }
 }
 
@@ -391,14 +271,18 @@ mod plans {
 
     use rusqlite::{params_from_iter, types::Value};
 
-    use super::{Query, EVENT_COLUMNS};
-    use crate::{ReadFilter, SqliteEventStore, StreamId};
+    use crate::{row::EVENT_COLUMNS, sql, Direction, ReadFilter, SqliteEventStore};
 
-    /// The plan of `sql` on a read connection; unbound parameters are NULL.
-    async fn plan(store: &SqliteEventStore, sql: &str, mut args: Vec<Value>) -> String {
+    /// The plan of `sql` on a read connection; parameters are NULL.
+    async fn plan(store: &SqliteEventStore, sql: &str) -> String {
+        plan_with(store, sql, Vec::new()).await
+    }
+
+    /// The plan of `sql` with `args` bound from `?1` on (the rest NULL).
+    async fn plan_with(store: &SqliteEventStore, sql: &str, mut args: Vec<Value>) -> String {
         let explain = format!("EXPLAIN QUERY PLAN {sql}");
         let plan = store
-            .pages
+            .rusqlite_readers
             .run("explaining a query", move |conn| {
                 let mut statement = conn.prepare(&explain).unwrap();
                 args.resize(statement.parameter_count(), Value::Null);
@@ -420,48 +304,64 @@ mod plans {
         let store = SqliteEventStore::open(dir.path().join("plans.db"))
             .await
             .unwrap();
-        let stream = Query::Stream {
-            stream: StreamId::new("order-1").unwrap(),
-            after: 0,
-        };
-        let (sql, args) = stream.sql_and_args(100);
-        let p = plan(&store, &sql, args).await;
-        assert_eq!(
-            p,
-            "SEARCH events USING INDEX events_stream_version (stream_id=? AND version>?)"
-        );
+        let stream_plan =
+            "SEARCH events USING INDEX events_stream_version (stream_id=? AND version>? AND version<?)";
+        for direction in [Direction::Forward, Direction::Backward] {
+            let p = plan(&store, sql::stream_page(direction)).await;
+            assert_eq!(p, stream_plan, "{direction:?}");
+        }
 
-        let all = Query::All {
-            after: 0,
-            filter: ReadFilter::new(),
-        };
-        let (sql, args) = all.sql_and_args(100);
-        let p = plan(&store, &sql, args).await;
-        assert_eq!(p, "SEARCH events USING INTEGER PRIMARY KEY (rowid>?)");
+        for (direction, log_plan) in [
+            (
+                Direction::Forward,
+                "SEARCH events USING INTEGER PRIMARY KEY (rowid>?)",
+            ),
+            (
+                Direction::Backward,
+                "SEARCH events USING INTEGER PRIMARY KEY (rowid<?)",
+            ),
+        ] {
+            let (all, _) = sql::log_page(direction, &ReadFilter::new());
+            assert_eq!(plan(&store, &all).await, log_plan, "{direction:?}");
+            let (typed, _) = sql::log_page(direction, &ReadFilter::new().event_types(["A", "B"]));
+            assert_eq!(plan(&store, &typed).await, log_plan, "{direction:?}");
+            let (glob, _) = sql::log_page(direction, &ReadFilter::new().stream_glob("order-*"));
+            assert_eq!(plan(&store, &glob).await, log_plan, "{direction:?}");
+        }
 
-        let typed = Query::All {
-            after: 0,
-            filter: ReadFilter::new().event_types(["A", "B"]),
-        };
-        let (sql, args) = typed.sql_and_args(100);
-        let p = plan(&store, &sql, args).await;
-        assert_eq!(p, "SEARCH events USING INTEGER PRIMARY KEY (rowid>?)");
-
-        let prefixed = Query::All {
-            after: 0,
-            filter: ReadFilter::new().stream_prefix("order-"),
-        };
-        let (sql, args) = prefixed.sql_and_args(100);
-        let p = plan(&store, &sql, args).await;
-        assert!(p.contains("USING"), "{p}");
-        assert!(!p.starts_with("SCAN"), "{p}");
+        // Stream prefixes and globs, with a real page limit bound: SQLite walks the
+        // log by position and checks the stream per row (the prefix range could
+        // use the (stream_id, version) index plus a sort, which the planner rates
+        // more expensive for a 2,048-row page). Never a full scan.
+        for direction in [Direction::Forward, Direction::Backward] {
+            for filter in [
+                ReadFilter::new().stream_prefix("order-"),
+                ReadFilter::new().stream_glob("order-*"),
+                ReadFilter::new().stream_glob("*-1"),
+            ] {
+                let (sql, filter_args) = sql::log_page(direction, &filter);
+                let mut args = vec![
+                    Value::Integer(1),
+                    Value::Integer(i64::MAX),
+                    Value::Integer(2048),
+                ];
+                args.extend(filter_args.into_iter().map(Value::Text));
+                let p = plan_with(&store, &sql, args).await;
+                assert!(!p.contains("SCAN events"), "{p}");
+            }
+        }
 
         let by_id = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id IN (?,?,?)");
-        let p = plan(&store, &by_id, Vec::new()).await;
+        let p = plan(&store, &by_id).await;
         assert_eq!(p, "SEARCH events USING INDEX events_event_id (event_id=?)");
+        assert_eq!(plan(&store, &sql::lookup_ids(3)).await, p);
+        assert_eq!(
+            plan(&store, sql::GET_EVENT).await,
+            "SEARCH events USING INDEX events_event_id (event_id=?)"
+        );
 
-        let heads = "SELECT (SELECT MAX(version) FROM events WHERE stream_id = ?1), (SELECT MAX(position) FROM events)";
-        let p = plan(&store, heads, Vec::new()).await;
+        let p = plan(&store, &sql::heads(2)).await;
         assert!(p.contains("events_stream_version"), "{p}");
+        assert!(!p.contains("SCAN events"), "{p}");
     }
 }

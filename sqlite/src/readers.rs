@@ -36,9 +36,10 @@ enum Target {
     Memory { uri: String, turn: SqlitePool },
 }
 
-/// The read-only connections and how to open more.
+/// The read-only rusqlite connections that event reads, `get_event` and snapshot
+/// loads run on, and how to open more.
 #[derive(Debug)]
-pub(crate) struct Readers {
+pub(crate) struct RusqliteReaders {
     target: Target,
     idle: Mutex<Vec<Connection>>,
     permits: Arc<Semaphore>,
@@ -55,7 +56,7 @@ struct Lease {
     _turn: Option<PoolConnection<Sqlite>>,
 }
 
-impl Readers {
+impl RusqliteReaders {
     /// Readers on the database file at `path`, at most `max_readers` at once.
     pub(crate) fn file(path: PathBuf, options: &SqliteOptions) -> Self {
         Self::new(Target::File(path), options.max_readers, options)
@@ -68,7 +69,7 @@ impl Readers {
     }
 
     fn new(target: Target, size: u32, options: &SqliteOptions) -> Self {
-        Readers {
+        RusqliteReaders {
             target,
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(size as usize)),

@@ -18,7 +18,7 @@ use sqlx::{sqlite::SqliteConnectOptions, AssertSqlSafe, ConnectOptions, Connecti
 
 use annals_sqlite::{
     futures::{StreamExt, TryStreamExt},
-    limits, EventId, EventStore, ExpectedVersion, NewEvent, OpenError, Position, ReadFilter,
+    EventId, EventStore, ExpectedVersion, NewEvent, OpenError, Position, ReadAll, ReadStream,
     Snapshot, SqliteEventStore, StreamId, Version,
 };
 
@@ -148,7 +148,7 @@ async fn rejected_appends_and_snapshots_change_nothing() {
 
     let store = SqliteEventStore::open(&path).await.unwrap();
     let before = read_everything(&store).await;
-    let oversized = NewEvent::new("Big", vec![0u8; limits::MAX_PAYLOAD_LEN + 1]);
+    let oversized = NewEvent::new("Big", vec![0u8; store.capabilities().max_payload_bytes + 1]);
     let attempts: Vec<(&str, annals_sqlite::Result<_>)> = vec![
         (
             "oversized payload",
@@ -275,7 +275,7 @@ async fn a_failed_batch_mid_session_leaves_earlier_data_and_later_appends_workin
     assert!(err.is_conflict(), "{err:?}");
 
     let events: Vec<_> = store
-        .read_stream(&stream, Version::FIRST, None)
+        .read_stream(ReadStream::forward(&stream))
         .try_collect()
         .await
         .unwrap();
@@ -356,16 +356,13 @@ async fn corrupt_stored_rows_are_backend_errors_naming_the_column() {
     assert!(message(&err).contains("stream id"), "{err}");
 
     // A read fails on the page holding the corrupt row, then ends.
-    let results: Vec<_> = store
-        .read_all(Position::START, ReadFilter::new(), None)
-        .collect()
-        .await;
+    let results: Vec<_> = store.read_all(ReadAll::forward()).collect().await;
     assert_eq!(results.len(), 1, "{results:?}");
     let err = results[0].as_ref().unwrap_err();
     assert!(message(err).contains("`event_type`"), "{err}");
     // Reads that do not reach it are unaffected.
     let stream_read: Vec<_> = store
-        .read_stream(&stream, Version::FIRST, None)
+        .read_stream(ReadStream::forward(&stream))
         .try_collect()
         .await
         .unwrap();

@@ -16,8 +16,8 @@ use common::{event, read_everything};
 use std::collections::HashMap;
 
 use annals_sqlite::{
-    futures::TryStreamExt, EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent,
-    SqliteEventStore, StreamId, Version,
+    futures::TryStreamExt, EventStore, ExpectedVersion, NewEvent, Position, ReadStream,
+    RecordedEvent, SqliteEventStore, StreamId, Version,
 };
 
 const WRITERS: usize = 16;
@@ -239,7 +239,7 @@ async fn in_memory_reads_and_appends_take_turns() {
                 assert_complete_and_contiguous(&log);
                 let stream = StreamId::new(format!("writer-{}", i % 4)).unwrap();
                 let events: Vec<_> = store
-                    .read_stream(&stream, Version::FIRST, None)
+                    .read_stream(ReadStream::forward(&stream))
                     .try_collect()
                     .await
                     .unwrap_or_else(|e| panic!("reader {r} read {i}: {e}"));

@@ -22,8 +22,8 @@ use std::{
 };
 
 use annals_sqlite::{
-    futures::TryStreamExt, EventStore, ExpectedVersion, NewEvent, Position, ReadFilter,
-    SqliteEventStore, StreamId,
+    futures::TryStreamExt, EventStore, ExpectedVersion, NewEvent, ReadAll, SqliteEventStore,
+    StreamId,
 };
 
 const CRASH_CHILD_ENV: &str = "ANNALS_SQLITE_CRASH_CHILD_DB";
@@ -91,7 +91,7 @@ fn spawn_child(path: &Path, first_batch: u64) -> std::process::Child {
 async fn stored_batches(path: &Path) -> BTreeMap<u64, u64> {
     let store = SqliteEventStore::open(path).await.unwrap();
     let events: Vec<_> = store
-        .read_all(Position::START, ReadFilter::new(), None)
+        .read_all(ReadAll::forward())
         .try_collect()
         .await
         .unwrap();

@@ -15,7 +15,7 @@ use common::event;
 use std::time::Duration;
 
 use annals_sqlite::{
-    futures::TryStreamExt, EventStore, ExpectedVersion, Position, ReadFilter, Snapshot,
+    futures::TryStreamExt, EventStore, ExpectedVersion, Position, ReadAll, ReadStream, Snapshot,
     SqliteEventStore, SqliteOptions, StreamId, Synchronous, Version,
 };
 use sqlx::AssertSqlSafe;
@@ -63,7 +63,7 @@ async fn reopening_keeps_events_and_snapshots() {
             .await
             .unwrap();
         let written: Vec<_> = store
-            .read_stream(&stream, Version::FIRST, None)
+            .read_stream(ReadStream::forward(&stream))
             .try_collect()
             .await
             .unwrap();
@@ -73,7 +73,7 @@ async fn reopening_keeps_events_and_snapshots() {
 
     let store = SqliteEventStore::open(&path).await.unwrap();
     let read: Vec<_> = store
-        .read_stream(&stream, Version::FIRST, None)
+        .read_stream(ReadStream::forward(&stream))
         .try_collect()
         .await
         .unwrap();
@@ -126,11 +126,15 @@ async fn options_set_synchronous_full_busy_timeout_and_readers() {
         .append(&stream, ExpectedVersion::Any, (0..10).map(event).collect())
         .await
         .unwrap();
-    let mut outer = store.read_all(Position::START, ReadFilter::new(), None);
+    let mut outer = store.read_all(ReadAll::forward());
     let mut count = 0;
     while let Some(event) = outer.try_next().await.unwrap() {
         let inner: Vec<_> = store
-            .read_stream(&event.stream_id, event.version, Some(1))
+            .read_stream(
+                ReadStream::forward(&event.stream_id)
+                    .after(Version::new(event.version.get() - 1))
+                    .limit(1),
+            )
             .try_collect()
             .await
             .unwrap();
@@ -154,7 +158,7 @@ async fn in_memory_stores_work_and_are_independent() {
 
     // Reading while appending on the single in-memory connection does not deadlock:
     // a page releases the connection before its events are handed out.
-    let mut reader = a.read_all(Position::START, ReadFilter::new(), None);
+    let mut reader = a.read_all(ReadAll::forward());
     let first = reader.try_next().await.unwrap().unwrap();
     a.append(
         &stream,
@@ -226,14 +230,14 @@ async fn reads_dropped_mid_page_do_not_leak_their_connection() {
         .await
         .unwrap();
     for round in 0..50u64 {
-        let mut reader = store.read_all(Position::START, ReadFilter::new(), None);
+        let mut reader = store.read_all(ReadAll::forward());
         // Cancel before, during or after the first page.
         let wait = Duration::from_micros((round * 97) % 3000);
         let _ = tokio::time::timeout(wait, reader.try_next()).await;
         drop(reader);
     }
     let all: Vec<_> = store
-        .read_all(Position::START, ReadFilter::new(), None)
+        .read_all(ReadAll::forward())
         .try_collect()
         .await
         .unwrap();
@@ -257,14 +261,14 @@ async fn a_read_waits_at_most_the_acquire_timeout() {
         .unwrap();
     let held = store.reader_pool().acquire().await.unwrap();
     let err = store
-        .read_stream(&stream, Version::FIRST, None)
+        .read_stream(ReadStream::forward(&stream))
         .try_collect::<Vec<_>>()
         .await
         .unwrap_err();
     assert!(matches!(err, annals_sqlite::Error::Timeout(_)), "{err:?}");
     drop(held);
     let events: Vec<_> = store
-        .read_stream(&stream, Version::FIRST, None)
+        .read_stream(ReadStream::forward(&stream))
         .try_collect()
         .await
         .unwrap();
@@ -280,7 +284,7 @@ async fn reads_after_close_fail() {
         .unwrap();
     store.close().await;
     let err = store
-        .read_all(Position::START, ReadFilter::new(), None)
+        .read_all(ReadAll::forward())
         .try_collect::<Vec<_>>()
         .await
         .unwrap_err();

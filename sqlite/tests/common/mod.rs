@@ -2,8 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use annals_sqlite::{
-    futures::TryStreamExt, EventStore, NewEvent, Position, ReadFilter, RecordedEvent,
-    SqliteEventStore,
+    futures::TryStreamExt, EventStore, NewEvent, ReadAll, RecordedEvent, SqliteEventStore,
 };
 
 /// Event `n`: type `Noted`, a small JSON payload `{"n": n}`.
@@ -14,7 +13,7 @@ pub(crate) fn event(n: u64) -> NewEvent {
 /// The whole global log, in position order.
 pub(crate) async fn read_everything(store: &SqliteEventStore) -> Vec<RecordedEvent> {
     store
-        .read_all(Position::START, ReadFilter::new(), None)
+        .read_all(ReadAll::forward())
         .try_collect()
         .await
         .unwrap()

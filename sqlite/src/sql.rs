@@ -1,0 +1,207 @@
+//! Every SQL statement the store runs, in one place. `docs/backends/sqlite.md`
+//! quotes them with their query plans (checked by the unit test `sql::plans`).
+//!
+//! Statements whose text depends on a count (rows per insert, ids per lookup,
+//! streams per version check) are built here; each distinct text is prepared once
+//! per connection and then reused from the statement cache.
+
+use crate::{row::EVENT_COLUMNS, Direction, ReadFilter};
+
+/// Columns bound per inserted event (see [`insert`]).
+pub(crate) const INSERT_COLUMNS: usize = 9;
+
+/// A multi-row `INSERT` of `rows` events, [`INSERT_COLUMNS`] parameters each:
+/// `position, event_id, stream_id, version, event_type, content_type, payload,
+/// metadata, recorded_at`.
+pub(crate) fn insert(rows: usize) -> String {
+    const ROW: &str = "(?,?,?,?,?,?,?,?,?)";
+    let mut sql = String::with_capacity(120 + rows * (ROW.len() + 1));
+    sql.push_str(
+        "INSERT INTO events (position, event_id, stream_id, version, event_type, content_type, payload, metadata, recorded_at) VALUES ",
+    );
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(ROW);
+    }
+    sql
+}
+
+/// The stored events whose id is one of `ids` parameters.
+pub(crate) fn lookup_ids(ids: usize) -> String {
+    let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id IN (?");
+    sql.push_str(&",?".repeat(ids.saturating_sub(1)));
+    sql.push(')');
+    sql
+}
+
+/// One row: the log's last position, then the current version of each of `streams`
+/// streams (`?1`, `?2`, …); `NULL` for an empty log or a missing stream.
+pub(crate) fn heads(streams: usize) -> String {
+    let mut sql = String::from("SELECT (SELECT MAX(position) FROM events)");
+    for i in 1..=streams {
+        sql.push_str(&format!(
+            ", (SELECT MAX(version) FROM events WHERE stream_id = ?{i})"
+        ));
+    }
+    sql
+}
+
+/// [`heads`] of one stream.
+pub(crate) const HEADS_ONE: &str = "SELECT (SELECT MAX(position) FROM events), (SELECT MAX(version) FROM events WHERE stream_id = ?1)";
+
+/// A stream's current version (`NULL` if it has no events).
+pub(crate) const STREAM_VERSION: &str = "SELECT MAX(version) FROM events WHERE stream_id = ?";
+
+/// One event by id.
+pub(crate) const GET_EVENT: &str = "SELECT position, event_id, stream_id, version, event_type, content_type, payload, metadata, recorded_at FROM events WHERE event_id = ?";
+
+/// One page of a stream, oldest first: versions `?1 <= v < ?2`, at most `?3` rows,
+/// of the stream `?4` (the same parameter order as [`log_page`]).
+pub(crate) const STREAM_PAGE_FORWARD: &str = "SELECT position, event_id, stream_id, version, event_type, content_type, payload, metadata, recorded_at FROM events WHERE stream_id = ?4 AND version >= ?1 AND version < ?2 ORDER BY version LIMIT ?3";
+
+/// One page of a stream, newest first (parameters as [`STREAM_PAGE_FORWARD`]).
+pub(crate) const STREAM_PAGE_BACKWARD: &str = "SELECT position, event_id, stream_id, version, event_type, content_type, payload, metadata, recorded_at FROM events WHERE stream_id = ?4 AND version >= ?1 AND version < ?2 ORDER BY version DESC LIMIT ?3";
+
+/// The page query of a stream read.
+pub(crate) fn stream_page(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Forward => STREAM_PAGE_FORWARD,
+        Direction::Backward => STREAM_PAGE_BACKWARD,
+    }
+}
+
+/// The page query of a `read_all` with `filter`, and the filter's parameters.
+///
+/// Parameters: `?1` first position (inclusive), `?2` end position (exclusive), `?3`
+/// the page's row limit, then the returned filter values (text) from `?4` on. Every
+/// filter is in the `WHERE` clause, so it applies before the `LIMIT`:
+/// * event types: `event_type IN (…)`;
+/// * stream prefix: a byte-wise range `stream_id >= p AND stream_id < succ(p)` the
+///   `(stream_id, version)` index can serve;
+/// * stream glob: `stream_id GLOB ?` (SQLite's own glob, the semantics
+///   [`ReadFilter::stream_glob`] specifies).
+pub(crate) fn log_page(direction: Direction, filter: &ReadFilter) -> (String, Vec<String>) {
+    // Only the bound a page moves is a rowid range for the planner; the unary `+`
+    // keeps the fixed bound (always 1 or `i64::MAX` from core) out of its cost
+    // estimate. With both bounds as a range, SQLite rates the rowid walk cheaper
+    // than the `(stream_id, version)` index for a stream-prefix filter, and a
+    // selective prefix would scan the whole log.
+    let range = match direction {
+        Direction::Forward => "position >= ?1 AND +position < ?2",
+        Direction::Backward => "+position >= ?1 AND position < ?2",
+    };
+    let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE {range}");
+    let mut args = Vec::new();
+    let param = |sql: &mut String, args: &mut Vec<String>, value: &str| {
+        args.push(value.to_owned());
+        sql.push_str(&format!("?{}", args.len() + 3));
+    };
+    if let Some(prefix) = filter.stream_prefix.as_deref().filter(|p| !p.is_empty()) {
+        sql.push_str(" AND stream_id >= ");
+        param(&mut sql, &mut args, prefix);
+        if let Some(end) = prefix_end(prefix) {
+            sql.push_str(" AND stream_id < ");
+            param(&mut sql, &mut args, &end);
+        }
+    }
+    if let Some(glob) = filter.stream_glob.as_deref() {
+        sql.push_str(" AND stream_id GLOB ");
+        param(&mut sql, &mut args, glob);
+    }
+    if let Some((first, rest)) = filter.event_types.split_first() {
+        sql.push_str(" AND event_type IN (");
+        param(&mut sql, &mut args, first);
+        for event_type in rest {
+            sql.push(',');
+            param(&mut sql, &mut args, event_type);
+        }
+        sql.push(')');
+    }
+    sql.push_str(match direction {
+        Direction::Forward => " ORDER BY position LIMIT ?3",
+        Direction::Backward => " ORDER BY position DESC LIMIT ?3",
+    });
+    (sql, args)
+}
+
+/// The smallest string greater than every string that starts with `prefix`, or
+/// `None` if there is none. UTF-8 byte order is code point order, so incrementing
+/// the last code point that can be incremented (and dropping what follows) works.
+pub(crate) fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last {
+            '\u{D7FF}' => Some('\u{E000}'),
+            c => char::from_u32(u32::from(c) + 1),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// Stores a snapshot unless the stored one is newer: `?1` stream, `?2` version,
+/// `?3` content type, `?4` schema version, `?5` state.
+pub(crate) const PUT_SNAPSHOT: &str =
+    "INSERT INTO snapshots (stream_id, version, content_type, schema_version, state) \
+     VALUES (?1, ?2, ?3, ?4, ?5) \
+     ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, \
+     content_type = excluded.content_type, schema_version = excluded.schema_version, \
+     state = excluded.state WHERE excluded.version >= snapshots.version";
+
+/// A stream's snapshot: `version, content_type, schema_version, state`.
+pub(crate) const GET_SNAPSHOT: &str =
+    "SELECT version, content_type, schema_version, state FROM snapshots WHERE stream_id = ?";
+
+/// Deletes a stream's snapshot.
+pub(crate) const DELETE_SNAPSHOT: &str = "DELETE FROM snapshots WHERE stream_id = ?";
+
+/// Writes a consistent copy of the database to the file `?`.
+pub(crate) const BACKUP: &str = "VACUUM INTO ?";
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::{prefix_end, EVENT_COLUMNS, GET_EVENT, STREAM_PAGE_BACKWARD, STREAM_PAGE_FORWARD};
+
+    #[test]
+    fn the_one_stream_heads_query_is_heads_of_one() {
+        assert_eq!(super::heads(1), super::HEADS_ONE);
+    }
+
+    #[test]
+    fn constant_queries_select_the_event_columns() {
+        for sql in [GET_EVENT, STREAM_PAGE_FORWARD, STREAM_PAGE_BACKWARD] {
+            assert!(
+                sql.starts_with(&format!("SELECT {EVENT_COLUMNS} FROM events")),
+                "{sql}"
+            );
+        }
+    }
+
+    #[test]
+    fn prefix_end_increments_the_last_code_point() {
+        assert_eq!(prefix_end("order-").as_deref(), Some("order."));
+        assert_eq!(prefix_end("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
+        assert_eq!(prefix_end("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_end("\u{10FFFF}\u{10FFFF}"), None);
+        assert_eq!(prefix_end("é").as_deref(), Some("ê"));
+    }
+
+    #[test]
+    fn prefix_range_matches_byte_prefix() {
+        let prefix = "ab\u{FFFF}";
+        let end = prefix_end(prefix).unwrap_or_default();
+        for s in ["ab\u{FFFF}", "ab\u{FFFF}zz", "ab\u{FFFF}\u{10FFFF}"] {
+            assert!(s >= prefix && s < end.as_str(), "{s:?}");
+        }
+        for s in ["ab", "ab\u{FFFE}", "ab\u{10000}", "ac"] {
+            assert!(!(s >= prefix && s < end.as_str()), "{s:?}");
+        }
+    }
+}

@@ -1,147 +1,226 @@
-//! Appending: one statement (one round trip, autocommit) per batch.
+//! Appending. Core validated the request ([`PreparedAppend`]); this module
+//! stores it.
 //!
-//! The statement reads the stream's version, and only if `expected` allows it
-//! inserts the whole batch at the following versions, with positions from the
-//! transaction's id (`position_base()`, see the migration) — no lock between
-//! appenders. The database decides races: of two appends that read the same
-//! version, the `UNIQUE (stream_id, version)` constraint lets one commit and fails
-//! the other. Everything off the fast path (a version that does not match, an
-//! event id that is already stored) is sorted out here, with extra queries only
-//! on that path.
+//! * **One stream** (the common case): one autocommit statement per batch. It
+//!   reads the stream's version and, only if the expectation allows it, inserts the
+//!   whole batch at the following versions with positions from the transaction's
+//!   id (`position_base()`, see the migration) — no lock between appenders. The
+//!   `UNIQUE (stream_id, version)` constraint decides races: of two appends that
+//!   read the same version, one commits and the other fails.
+//! * **Several streams, or conditions**: one statement inserts every row of the
+//!   request in the canonical `(stream, version)` order after checking every
+//!   expectation on the statement's snapshot, so all events share one
+//!   transaction id (positions in request order, visible together) and two
+//!   requests over the same streams wait for each other in the same order instead
+//!   of deadlocking. A condition (a stream only read) gets a **guard row** at the
+//!   version after its current one, inserted in the same statement: a concurrent
+//!   writer of that stream blocks on the unique index until this request ends, so
+//!   no write can slip in between the check and the commit (no write skew). The
+//!   guard rows are deleted before `COMMIT`, so no reader ever sees one.
+//!
+//! Anything off the fast path (a version that does not match, an id that is
+//! already stored, a lost race) loads the state and lets core
+//! ([`PreparedAppend::decide`]) rule: replay the original result, report the
+//! conflict or the reused id, or try again.
+
+use std::collections::HashMap;
 
 use annals_core::{
-    backend::{self, from_i64, to_i64},
-    AppendResult, EventId, ExpectedVersion, NewEvent, Position, Result, StreamId, Version,
+    backend::from_i64, Committed, Decision, EventId, ExpectedVersion, Position, PreparedAppend,
+    PreparedPart, RecordedEvent, Result, StreamId, Version,
 };
-use sqlx::Row;
+use sqlx::{pool::PoolConnection, postgres::PgRow, Connection, PgConnection, Postgres, Row};
 
 use crate::{
     error::{classify_write, WriteFailure},
+    row::{decode_event, StreamCache},
     Error, PostgresEventStore,
 };
 
-/// Largest total size of one batch (payloads + metadata + names), in bytes.
+/// Largest total size of one append (payloads + metadata + names), in bytes.
 ///
-/// A batch travels as one statement, and PostgreSQL caps one protocol message and
-/// one array value at 1 GiB; this bound keeps a batch far below that. Larger
-/// batches are [`Error::InvalidInput`]: split them (each call is atomic on its own).
-pub const MAX_BATCH_BYTES: usize = 256 * 1024 * 1024;
+/// An append travels as one statement, and PostgreSQL caps one protocol message
+/// and one array value at 1 GiB; this bound keeps an append far below that.
+pub(crate) const MAX_BATCH_BYTES: usize = 256 * 1024 * 1024;
 
-/// Most events in one batch: 2<sup>20</sup> − 1 = 1,048,575.
+/// Most rows in one append: 2<sup>20</sup> − 1 = 1,048,575.
 ///
-/// A position is `(transaction number) × 2^20 + the event's index in its batch`
-/// (docs/backends/postgres.md, "The ordering guarantee"), so one append — one
-/// transaction — has room for this many. Larger batches are
-/// [`Error::InvalidInput`]: split them (each call is atomic on its own).
-pub const MAX_BATCH_EVENTS: usize = (1 << 20) - 1;
+/// A position is `(transaction number) × 2^20 + the row's index in its
+/// transaction` (docs/backends/postgres.md, "The ordering guarantee"), so one
+/// append — one transaction — has room for this many rows (events and guard rows
+/// together).
+pub(crate) const MAX_BATCH_EVENTS: usize = (1 << 20) - 1;
 
-/// How often an append is retried when a concurrent append to the same stream took
-/// the version it computed but `expected` still allows appending (`Any`,
-/// `StreamExists`).
-const MAX_ATTEMPTS: usize = 64;
+/// How often an append is tried again after losing a race to a concurrent append
+/// while its expectations still allow it (`Any`, `StreamExists`). Each lost race
+/// means another append committed; the operation timeout bounds the whole call.
+const MAX_ATTEMPTS: usize = 256;
 
-/// The version range a stream must be in to satisfy `expected`.
-fn version_range(expected: ExpectedVersion) -> Result<(i64, i64)> {
-    Ok(match expected {
+/// The event type of guard rows (never visible: deleted before commit).
+const GUARD_TYPE: &str = "$annals.guard";
+
+/// The version range a stream must be in to satisfy `expected`. An exact version
+/// no stream can have (above `i64::MAX`) gives an empty range: core rules it a
+/// conflict.
+fn version_range(expected: ExpectedVersion) -> (i64, i64) {
+    match expected {
         ExpectedVersion::Any => (0, i64::MAX),
         ExpectedVersion::NoStream => (0, 0),
         ExpectedVersion::StreamExists => (1, i64::MAX),
-        ExpectedVersion::Exact(v) => {
-            let v = to_i64(v.get(), "expected version")?;
-            (v, v)
-        }
-    })
+        ExpectedVersion::Exact(v) => i64::try_from(v.get()).map_or((1, 0), |v| (v, v)),
+    }
 }
 
-fn batch_bytes(events: &[NewEvent], metadata: &[String]) -> usize {
-    let events: usize = events
-        .iter()
-        .map(|e| e.payload.len() + e.event_type.len() + e.content_type.len() + 16)
-        .sum();
-    events + metadata.iter().map(String::len).sum::<usize>()
+/// The metadata of each event of `part` as JSON, exactly as core validated it.
+fn metadata_of(part: &PreparedPart) -> Result<Vec<String>> {
+    part.events().iter().map(|e| e.validate()).collect()
 }
 
-/// What one attempt found.
-enum Outcome {
-    /// Written.
-    Done(AppendResult),
+/// Builds the result of a write: core's plan for the versions the write started
+/// from (it must be a write: the database checked the same expectations).
+fn committed(
+    append: &PreparedAppend,
+    stored: &[RecordedEvent],
+    version_of: impl FnMut(&StreamId) -> Version,
+    positions: &[Position],
+) -> Result<Committed> {
+    match append.decide(stored, version_of)? {
+        Decision::Write(plan) => append.committed(&plan, positions),
+        Decision::Replayed(original) => Ok(original),
+    }
+}
+
+/// What core ruled after a failed attempt: return this, or try again.
+enum Ruling {
+    Return(Committed),
+    Retry,
+}
+
+fn rule(
+    append: &PreparedAppend,
+    stored: &[RecordedEvent],
+    version_of: impl FnMut(&StreamId) -> Version,
+) -> Result<Ruling> {
+    match append.decide(stored, version_of)? {
+        Decision::Replayed(original) => Ok(Ruling::Return(original)),
+        // The expectations hold on the newer state: write on top of it.
+        Decision::Write(_) => Ok(Ruling::Retry),
+    }
+}
+
+fn gave_up(what: &str) -> Error {
+    Error::backend(
+        format!("appending to {what} kept racing with concurrent appends"),
+        format!("gave up after {MAX_ATTEMPTS} attempts"),
+    )
+}
+
+/// What one single-stream attempt found.
+enum Single {
+    /// Written: `(version, position)` of every event.
+    Done(Vec<(i64, i64)>),
     /// Nothing written: the stream's version did not satisfy `expected` (when it
     /// was read), or another append took the version first.
     Refused,
     /// Nothing written: an event id is already stored (maybe a re-send).
     IdTaken,
+    /// Nothing written; just try again.
+    Retry,
+}
+
+/// The rows of a multi-stream statement, as parallel arrays (one bind each).
+#[derive(Default)]
+struct Rows<'a> {
+    stream: Vec<&'a str>,
+    /// 1-based offset after the stream's current version.
+    offset: Vec<i64>,
+    /// 1-based offset in the transaction's position slot.
+    slot: Vec<i64>,
+    id: Vec<sqlx::types::Uuid>,
+    event_type: Vec<&'a str>,
+    content_type: Vec<&'a str>,
+    payload: Vec<&'a [u8]>,
+    metadata: Vec<String>,
+}
+
+/// What one multi-stream attempt found.
+enum Many {
+    /// Written: every checked stream's version before, and every row's position.
+    Done(HashMap<String, Version>, Vec<Position>),
+    /// Nothing written: some expectation did not hold on these versions.
+    Refused(HashMap<String, Version>),
+    /// Nothing written: an event id is already stored (maybe a re-send).
+    IdTaken,
+    /// Nothing written: another append took a version first; try again.
+    Retry,
 }
 
 impl PostgresEventStore {
-    pub(crate) async fn append_now(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<AppendResult> {
-        if events.len() > MAX_BATCH_EVENTS {
-            return Err(Error::invalid_input(format!(
-                "the batch has {} events; one PostgreSQL append takes at most {MAX_BATCH_EVENTS} — split it",
-                events.len()
-            )));
+    /// Stores a validated request (see the module docs).
+    pub(crate) async fn append_now(&self, append: PreparedAppend) -> Result<Committed> {
+        match append.single() {
+            Some(part) if !part.events().is_empty() => self.append_to_one(&append, part).await,
+            _ => self.append_to_many(&append).await,
         }
-        let (min, max) = version_range(expected)?;
-        let metadata = backend::prepare_batch(&events)?;
-        let size = batch_bytes(&events, &metadata);
-        if size > MAX_BATCH_BYTES {
-            return Err(Error::invalid_input(format!(
-                "the batch is {size} bytes; one PostgreSQL append takes at most {MAX_BATCH_BYTES} — split it"
-            )));
-        }
-        if events.is_empty() {
-            // A no-op that still answers whether `expected` holds.
-            let current = self.stream_version_now(stream).await?;
-            backend::check_expected(stream, expected, current)?;
-            return Ok(AppendResult::new(current, Vec::new()));
-        }
-        let mut checked_ids = false;
-        for _ in 0..MAX_ATTEMPTS {
-            let outcome = self
-                .try_append(stream, min, max, &events, &metadata)
-                .await?;
-            let refused = match outcome {
-                Outcome::Done(result) => return Ok(result),
-                Outcome::Refused => true,
-                Outcome::IdTaken => false,
-            };
-            // A re-sent append (its response was lost) fails the version check or
-            // trips over its own ids; either way, if the ids are stored, answer as
-            // the original append did. Checked once: ids never disappear.
-            if !checked_ids || !refused {
-                checked_ids = true;
-                let ids: Vec<EventId> = events.iter().map(|e| e.id).collect();
-                let stored = self.events_by_ids(&ids).await?;
-                if let Some(original) =
-                    backend::replayed_append(stream, expected, &events, &stored)?
-                {
-                    return Ok(original);
-                }
-            }
-            let actual = self.stream_version_now(stream).await?;
-            backend::check_expected(stream, expected, actual)?;
-            // `expected` allows the stream's new version: try again on top of it.
-        }
-        Err(Error::backend(
-            format!("appending to `{stream}` kept racing with concurrent appends"),
-            format!("gave up after {MAX_ATTEMPTS} attempts"),
-        ))
     }
 
-    /// One attempt: the append statement.
+    /// The one-stream fast path.
+    async fn append_to_one(
+        &self,
+        append: &PreparedAppend,
+        part: &PreparedPart,
+    ) -> Result<Committed> {
+        let stream = part.stream();
+        let (min, max) = version_range(part.expected());
+        let metadata = metadata_of(part)?;
+        let mut checked_ids = false;
+        for _ in 0..MAX_ATTEMPTS {
+            let refused = match self.try_append(stream, min, max, part, &metadata).await? {
+                Single::Done(mut rows) => {
+                    // Versions are the batch order; sort so nothing relies on
+                    // RETURNING's order.
+                    rows.sort_unstable();
+                    let first = rows.first().map_or(1, |(version, _)| *version);
+                    let before = Version::new(from_i64(first, "version")?.saturating_sub(1));
+                    let positions = rows
+                        .iter()
+                        .map(|(_, p)| from_i64(*p, "position").map(Position::new))
+                        .collect::<Result<Vec<_>>>()?;
+                    return committed(append, &[], |_| before, &positions);
+                }
+                Single::Retry => continue,
+                Single::Refused => true,
+                Single::IdTaken => false,
+            };
+            // A re-sent append (its response was lost) fails the version check or
+            // trips over its own ids; either way, if the ids are stored, core
+            // answers as the original append did. Looked up once on refusals: ids
+            // never disappear.
+            let stored = if !checked_ids || !refused {
+                checked_ids = true;
+                self.events_by_ids(append).await?
+            } else {
+                Vec::new()
+            };
+            let current = self.head_version_now(stream).await?;
+            if let Ruling::Return(result) = rule(append, &stored, |_| current)? {
+                return Ok(result);
+            }
+        }
+        Err(gave_up(&format!("`{stream}`")))
+    }
+
+    /// One single-stream attempt: the append statement.
     async fn try_append(
         &self,
         stream: &StreamId,
         min: i64,
         max: i64,
-        events: &[NewEvent],
+        part: &PreparedPart,
         metadata: &[String],
-    ) -> Result<Outcome> {
+    ) -> Result<Single> {
         let inner = self.inner();
+        let events = part.events();
         let query = match (events, metadata) {
             // The common case — one command, one event — binds plain values: no
             // arrays to build, encode and unnest.
@@ -179,14 +258,9 @@ impl PostgresEventStore {
                 )
                 .bind(metadata),
         };
-        let conn = inner
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| inner.map_err(e, "appending events"))?;
-        let mut conn = AbandonGuard(Some(conn));
-        let rows = match conn.0.as_mut() {
-            Some(pooled) => query.fetch_all(&mut **pooled).await,
+        let mut conn = self.write_connection().await?;
+        let rows = match conn.get() {
+            Some(pooled) => query.fetch_all(pooled).await,
             None => Err(sqlx::Error::PoolClosed),
         };
         conn.finished();
@@ -194,14 +268,15 @@ impl PostgresEventStore {
             Ok(rows) => rows,
             Err(err) => {
                 return match classify_write(err, inner.options.operation_timeout) {
-                    WriteFailure::VersionTaken => Ok(Outcome::Refused),
-                    WriteFailure::IdTaken => Ok(Outcome::IdTaken),
+                    WriteFailure::VersionTaken => Ok(Single::Refused),
+                    WriteFailure::IdTaken => Ok(Single::IdTaken),
+                    WriteFailure::Retry => Ok(Single::Retry),
                     WriteFailure::Other(e) => Err(e),
                 }
             }
         };
         if rows.is_empty() {
-            return Ok(Outcome::Refused);
+            return Ok(Single::Refused);
         }
         if rows.len() != events.len() {
             return Err(Error::backend(
@@ -213,18 +288,320 @@ impl PostgresEventStore {
                 ),
             ));
         }
-        written(&rows).map(Outcome::Done)
+        let corrupt = |e: sqlx::Error| Error::backend("decoding the append result", e);
+        rows.iter()
+            .map(|row| Ok((row.try_get::<i64, _>(0)?, row.try_get::<i64, _>(1)?)))
+            .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+            .map(Single::Done)
+            .map_err(corrupt)
+    }
+
+    /// Several streams, conditions, or an empty part.
+    async fn append_to_many(&self, append: &PreparedAppend) -> Result<Committed> {
+        let parts = append.parts();
+        let conditions = append.conditions();
+        // Every stream the request names, with the range its expectation allows.
+        let checked: Vec<(&StreamId, ExpectedVersion)> = parts
+            .iter()
+            .map(|p| (p.stream(), p.expected()))
+            .chain(conditions.iter().map(|c| (c.stream(), c.expected())))
+            .collect();
+        if append.event_count() == 0 {
+            // Nothing to write: the expectations are checked on one snapshot.
+            let names: Vec<&StreamId> = checked.iter().map(|(s, _)| *s).collect();
+            let versions = self.stream_versions(&names).await?;
+            return committed(append, &[], |s| version_in(&versions, s), &[]);
+        }
+        // Streams the request only reads but whose version it depends on: a
+        // condition, or an empty part, expecting anything but `Any`.
+        let guarded: Vec<&StreamId> = parts
+            .iter()
+            .filter(|p| p.events().is_empty())
+            .map(|p| (p.stream(), p.expected()))
+            .chain(conditions.iter().map(|c| (c.stream(), c.expected())))
+            .filter(|(_, expected)| *expected != ExpectedVersion::Any)
+            .map(|(stream, _)| stream)
+            .collect();
+        let total = append.event_count() + guarded.len();
+        if total > MAX_BATCH_EVENTS {
+            return Err(Error::invalid_input(format!(
+                "the append has {} events and {} read-only streams to hold; PostgreSQL takes at most \
+                 {MAX_BATCH_EVENTS} of them together in one append — split it",
+                append.event_count(),
+                guarded.len()
+            )));
+        }
+        let mut rows = Rows::default();
+        let mut slot = 0_i64;
+        for part in parts {
+            let metadata = metadata_of(part)?;
+            for ((event, metadata), offset) in part.events().iter().zip(metadata).zip(1_i64..) {
+                slot += 1;
+                rows.stream.push(part.stream().as_str());
+                rows.offset.push(offset);
+                rows.slot.push(slot);
+                rows.id.push(*event.id.as_uuid());
+                rows.event_type.push(&event.event_type);
+                rows.content_type.push(&event.content_type);
+                rows.payload.push(&event.payload);
+                rows.metadata.push(metadata);
+            }
+        }
+        let mut guard_ids = Vec::with_capacity(guarded.len());
+        for stream in &guarded {
+            slot += 1;
+            let id = *EventId::new().as_uuid();
+            guard_ids.push(id);
+            rows.stream.push(stream.as_str());
+            rows.offset.push(1);
+            rows.slot.push(slot);
+            rows.id.push(id);
+            rows.event_type.push(GUARD_TYPE);
+            rows.content_type.push("application/octet-stream");
+            rows.payload.push(&[]);
+            rows.metadata.push("{}".to_owned());
+        }
+        let streams: Vec<&str> = checked.iter().map(|(s, _)| s.as_str()).collect();
+        let (lo, hi): (Vec<i64>, Vec<i64>) = checked.iter().map(|(_, e)| version_range(*e)).unzip();
+        let mut checked_ids = false;
+        for _ in 0..MAX_ATTEMPTS {
+            let attempt = self
+                .try_append_many(&streams, &lo, &hi, &rows, &guard_ids)
+                .await?;
+            let (versions, refused) = match attempt {
+                Many::Done(versions, mut positions) => {
+                    if positions.len() != total {
+                        return Err(Error::backend(
+                            "appending events",
+                            format!(
+                                "the database stored {} of {total} rows in one statement",
+                                positions.len()
+                            ),
+                        ));
+                    }
+                    // Positions follow the slot offsets: the events' come first,
+                    // in request order, then the (deleted) guard rows'.
+                    positions.sort_unstable();
+                    positions.truncate(append.event_count());
+                    return committed(append, &[], |s| version_in(&versions, s), &positions);
+                }
+                Many::Retry => continue,
+                Many::Refused(versions) => (Some(versions), true),
+                Many::IdTaken => (None, false),
+            };
+            let stored = if !checked_ids || !refused {
+                checked_ids = true;
+                self.events_by_ids(append).await?
+            } else {
+                Vec::new()
+            };
+            let versions = match versions {
+                Some(versions) => versions,
+                None => {
+                    let names: Vec<&StreamId> = checked.iter().map(|(s, _)| *s).collect();
+                    self.stream_versions(&names).await?
+                }
+            };
+            if let Ruling::Return(result) = rule(append, &stored, |s| version_in(&versions, s))? {
+                return Ok(result);
+            }
+        }
+        Err(gave_up(&format!("{} streams", checked.len())))
+    }
+
+    /// One multi-stream attempt: the statement, on its own (autocommit) when there
+    /// are no guard rows, else in a transaction that deletes them before COMMIT.
+    async fn try_append_many(
+        &self,
+        streams: &[&str],
+        lo: &[i64],
+        hi: &[i64],
+        rows: &Rows<'_>,
+        guard_ids: &[sqlx::types::Uuid],
+    ) -> Result<Many> {
+        let inner = self.inner();
+        let mut conn = self.write_connection().await?;
+        let result = match conn.get() {
+            Some(pooled) => {
+                if guard_ids.is_empty() {
+                    self.many_statement(pooled, streams, lo, hi, rows).await
+                } else {
+                    self.many_in_transaction(pooled, streams, lo, hi, rows, guard_ids)
+                        .await
+                }
+            }
+            None => Err(sqlx::Error::PoolClosed),
+        };
+        conn.finished();
+        let result = match result {
+            Ok(result) => result,
+            Err(err) => {
+                return match classify_write(err, inner.options.operation_timeout) {
+                    WriteFailure::VersionTaken | WriteFailure::Retry => Ok(Many::Retry),
+                    WriteFailure::IdTaken => Ok(Many::IdTaken),
+                    WriteFailure::Other(e) => Err(e),
+                }
+            }
+        };
+        let (versions, positions) = result;
+        let versions = versions
+            .into_iter()
+            .map(|(stream, v)| Ok((stream, Version::new(from_i64(v, "version")?))))
+            .collect::<Result<HashMap<_, _>>>()?;
+        if positions.is_empty() {
+            return Ok(Many::Refused(versions));
+        }
+        let positions = positions
+            .into_iter()
+            .map(|p| from_i64(p, "position").map(Position::new))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Many::Done(versions, positions))
+    }
+
+    async fn many_in_transaction(
+        &self,
+        conn: &mut PgConnection,
+        streams: &[&str],
+        lo: &[i64],
+        hi: &[i64],
+        rows: &Rows<'_>,
+        guard_ids: &[sqlx::types::Uuid],
+    ) -> sqlx::Result<(Vec<(String, i64)>, Vec<i64>)> {
+        let mut tx = conn.begin().await?;
+        let outcome = async {
+            let (versions, positions) = self.many_statement(&mut tx, streams, lo, hi, rows).await?;
+            if !positions.is_empty() {
+                sqlx::query(self.inner().queries.delete_guards())
+                    .bind(guard_ids)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Ok::<_, sqlx::Error>((versions, positions))
+        }
+        .await;
+        match outcome {
+            Ok(found) if !found.1.is_empty() => {
+                tx.commit().await?;
+                Ok(found)
+            }
+            other => {
+                // Nothing (or nothing to keep) was written: end the transaction. A
+                // failed rollback leaves the connection to sqlx, which discards it.
+                if let Err(e) = tx.rollback().await {
+                    tracing::debug!(error = %e, "rolling back a refused append failed");
+                }
+                other
+            }
+        }
+    }
+
+    /// Runs the multi-stream statement: `(stream, version)` of every checked
+    /// stream and the positions of the inserted rows (none when refused).
+    async fn many_statement(
+        &self,
+        conn: &mut PgConnection,
+        streams: &[&str],
+        lo: &[i64],
+        hi: &[i64],
+        rows: &Rows<'_>,
+    ) -> sqlx::Result<(Vec<(String, i64)>, Vec<i64>)> {
+        let result: Vec<PgRow> = sqlx::query(self.inner().queries.append_many())
+            .bind(streams)
+            .bind(lo)
+            .bind(hi)
+            .bind(&rows.stream)
+            .bind(&rows.offset)
+            .bind(&rows.slot)
+            .bind(&rows.id)
+            .bind(&rows.event_type)
+            .bind(&rows.content_type)
+            .bind(&rows.payload)
+            .bind(&rows.metadata)
+            .fetch_all(conn)
+            .await?;
+        let mut versions = Vec::with_capacity(streams.len());
+        let mut positions = Vec::with_capacity(rows.stream.len());
+        for row in &result {
+            match row.try_get::<Option<String>, _>(0)? {
+                Some(stream) => versions.push((stream, row.try_get::<i64, _>(1)?)),
+                None => positions.push(row.try_get::<i64, _>(2)?),
+            }
+        }
+        Ok((versions, positions))
+    }
+
+    /// A pooled connection for one write, closed instead of reused if the write
+    /// is abandoned mid-statement.
+    async fn write_connection(&self) -> Result<AbandonGuard> {
+        let inner = self.inner();
+        let conn = inner
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| inner.map_err(e, "appending events"))?;
+        Ok(AbandonGuard(Some(conn)))
+    }
+
+    /// The stored events that have one of the request's ids.
+    async fn events_by_ids(&self, append: &PreparedAppend) -> Result<Vec<RecordedEvent>> {
+        let inner = self.inner();
+        let ids: Vec<sqlx::types::Uuid> = append.event_ids().map(|id| *id.as_uuid()).collect();
+        let rows = sqlx::query(inner.queries.events_by_ids())
+            .bind(ids)
+            .fetch_all(&inner.pool)
+            .await
+            .map_err(|e| inner.map_err(e, "looking up event ids"))?;
+        let mut streams = StreamCache::default();
+        rows.iter()
+            .map(|row| decode_event(row, &mut streams))
+            .collect()
+    }
+
+    /// Several streams' versions, from one snapshot.
+    async fn stream_versions(&self, streams: &[&StreamId]) -> Result<HashMap<String, Version>> {
+        let inner = self.inner();
+        let names: Vec<&str> = streams.iter().map(|s| s.as_str()).collect();
+        let rows = sqlx::query(inner.queries.stream_versions())
+            .bind(names)
+            .fetch_all(&inner.pool)
+            .await
+            .map_err(|e| inner.map_err(e, "reading stream versions"))?;
+        rows.iter()
+            .map(|row| {
+                let stream: String = row
+                    .try_get(0)
+                    .map_err(|e| Error::backend("decoding a stream version", e))?;
+                let version: i64 = row
+                    .try_get(1)
+                    .map_err(|e| Error::backend("decoding a stream version", e))?;
+                Ok((stream, Version::new(from_i64(version, "version")?)))
+            })
+            .collect()
     }
 }
 
-/// A pooled connection running an append. If the append future is dropped before
-/// the statement finished (a client-side timeout), the server may still be
-/// running it; the connection is then closed instead of going back to the pool,
-/// where the next caller would wait behind the abandoned statement.
-struct AbandonGuard(Option<sqlx::pool::PoolConnection<sqlx::Postgres>>);
+/// A stream's version in a map read from the database (`ZERO` if absent, which
+/// only happens for a stream the map was not read for).
+fn version_in(versions: &HashMap<String, Version>, stream: &StreamId) -> Version {
+    versions
+        .get(stream.as_str())
+        .copied()
+        .unwrap_or(Version::ZERO)
+}
+
+/// A pooled connection running a write. If the write future is dropped before
+/// the write finished (a client-side timeout, a cancelled task), the server may
+/// still be running it, or hold its transaction open; the connection is then
+/// closed instead of going back to the pool, where the next caller would wait
+/// behind the abandoned work (closing it also ends its transaction).
+struct AbandonGuard(Option<PoolConnection<Postgres>>);
 
 impl AbandonGuard {
-    /// The statement finished (either way): the connection may be reused.
+    fn get(&mut self) -> Option<&mut PgConnection> {
+        self.0.as_deref_mut()
+    }
+
+    /// The write finished (either way): the connection may be reused.
     fn finished(mut self) {
         drop(self.0.take());
     }
@@ -233,33 +610,10 @@ impl AbandonGuard {
 impl Drop for AbandonGuard {
     fn drop(&mut self) {
         if let Some(conn) = self.0.take() {
-            tracing::debug!("closing a connection whose append was abandoned mid-statement");
+            tracing::debug!("closing a connection whose write was abandoned mid-statement");
             drop(conn.detach());
         }
     }
-}
-
-/// The result of a written batch from its `RETURNING version, position` rows.
-fn written(rows: &[sqlx::postgres::PgRow]) -> Result<AppendResult> {
-    let corrupt = |e: sqlx::Error| Error::backend("decoding the append result", e);
-    let mut stored = rows
-        .iter()
-        .map(|row| Ok((row.try_get::<i64, _>(0)?, row.try_get::<i64, _>(1)?)))
-        .collect::<std::result::Result<Vec<(i64, i64)>, sqlx::Error>>()
-        .map_err(corrupt)?;
-    // RETURNING follows insertion order in practice; sort by version to rely on
-    // nothing: versions are the batch order.
-    stored.sort_unstable();
-    let mut current = 0;
-    let mut positions = Vec::with_capacity(stored.len());
-    for (version, position) in stored {
-        current = version;
-        positions.push(Position::new(from_i64(position, "position")?));
-    }
-    Ok(AppendResult::new(
-        Version::new(from_i64(current, "version")?),
-        positions,
-    ))
 }
 
 #[cfg(test)]
@@ -268,20 +622,15 @@ mod tests {
 
     #[test]
     fn ranges() {
-        assert_eq!(version_range(ExpectedVersion::Any).unwrap(), (0, i64::MAX));
-        assert_eq!(version_range(ExpectedVersion::NoStream).unwrap(), (0, 0));
+        assert_eq!(version_range(ExpectedVersion::Any), (0, i64::MAX));
+        assert_eq!(version_range(ExpectedVersion::NoStream), (0, 0));
+        assert_eq!(version_range(ExpectedVersion::StreamExists), (1, i64::MAX));
         assert_eq!(
-            version_range(ExpectedVersion::StreamExists).unwrap(),
-            (1, i64::MAX)
-        );
-        assert_eq!(
-            version_range(ExpectedVersion::Exact(Version::new(7))).unwrap(),
+            version_range(ExpectedVersion::Exact(Version::new(7))),
             (7, 7)
         );
-        assert!(
-            version_range(ExpectedVersion::Exact(Version::new(u64::MAX)))
-                .unwrap_err()
-                .is_invalid_input()
-        );
+        // No stored version is in an empty range: core rules it a conflict.
+        let (lo, hi) = version_range(ExpectedVersion::Exact(Version::new(u64::MAX)));
+        assert!(lo > hi);
     }
 }

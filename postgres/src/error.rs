@@ -18,8 +18,21 @@ pub(crate) enum WriteFailure {
     VersionTaken,
     /// One of these event ids was stored concurrently: check for a re-send.
     IdTaken,
+    /// The server aborted the statement to break a lock cycle or a serialization
+    /// failure (SQLSTATE 40P01, 40001): nothing was written, try again.
+    Retry,
     /// Anything else.
     Other(Error),
+}
+
+/// Runs `fut` under the store's client-side bound, [`Error::Timeout`] past it.
+pub(crate) async fn bounded<T>(
+    timeout: Duration,
+    fut: impl std::future::Future<Output = annals_core::Result<T>>,
+) -> annals_core::Result<T> {
+    tokio::time::timeout(timeout, fut)
+        .await
+        .unwrap_or(Err(Error::Timeout(timeout)))
 }
 
 /// Classifies a write error. This is the only place that inspects unique
@@ -32,6 +45,9 @@ pub(crate) fn classify_write(err: sqlx::Error, timeout: Duration) -> WriteFailur
                 Some(EVENT_ID_KEY) => return WriteFailure::IdTaken,
                 _ => {}
             }
+        }
+        if matches!(db.code().as_deref(), Some("40P01" | "40001")) {
+            return WriteFailure::Retry;
         }
     }
     WriteFailure::Other(map(err, "appending events", timeout))

@@ -13,8 +13,8 @@
 //!
 //! ```no_run
 //! use annals_postgres::{
-//!     EventStore, ExpectedVersion, NewEvent, Position, PostgresEventStore, PostgresOptions,
-//!     ReadFilter, StreamId, Version,
+//!     AppendRequest, EventStore, ExpectedVersion, NewEvent, Position, PostgresEventStore,
+//!     PostgresOptions, ReadAll, ReadFilter, ReadStream, StreamId, Version,
 //! };
 //! use futures::TryStreamExt;
 //!
@@ -31,15 +31,27 @@
 //! let appended = store.append(&order, ExpectedVersion::NoStream, vec![placed]).await?;
 //! assert_eq!(appended.version, Version::new(1));
 //!
-//! // Read one stream back, in version order…
-//! let events: Vec<_> = store.read_stream(&order, Version::FIRST, None).try_collect().await?;
-//! assert_eq!(events.len(), 1);
+//! // Several streams at once, all-or-nothing, with a read-only condition.
+//! let stock = StreamId::new("stock-sku-7")?;
+//! let prices = StreamId::new("prices")?;
+//! let reserve = AppendRequest::new()
+//!     .append(&order, ExpectedVersion::Exact(Version::new(1)), vec![NewEvent::new("OrderReserved.v1", "{}")])
+//!     .append(&stock, ExpectedVersion::Any, vec![NewEvent::new("StockReserved.v1", "{}")])
+//!     .require(&prices, ExpectedVersion::NoStream);
+//! store.commit(reserve).await?;
+//!
+//! // Read one stream back, in version order (or the newest first)…
+//! let events: Vec<_> = store.read_stream(ReadStream::forward(&order)).try_collect().await?;
+//! assert_eq!(events.len(), 2);
+//! let latest: Vec<_> = store.read_stream(ReadStream::backward(&order).limit(1)).try_collect().await?;
+//! assert_eq!(latest[0].version, Version::new(2));
 //!
 //! // …or follow the global log from a checkpoint, in position order.
 //! let mut checkpoint = Position::START;
-//! let mut log = store.read_all(checkpoint, ReadFilter::new().stream_prefix("order-"), None);
+//! let orders = ReadFilter::new().stream_glob("order-*");
+//! let mut log = store.read_all(ReadAll::after(checkpoint).filter(orders));
 //! while let Some(event) = log.try_next().await? {
-//!     checkpoint = event.position.next();
+//!     checkpoint = event.position;
 //! }
 //! # let _ = checkpoint;
 //! # Ok(()) }
@@ -47,8 +59,12 @@
 //!
 //! **Concurrency.** Versions are protected by a `UNIQUE (stream_id, version)`
 //! constraint: of two appends racing for the same version exactly one wins and the
-//! other gets [`Error::Conflict`]. Each append is one statement (one round trip),
-//! however many events it carries.
+//! other gets [`Error::Conflict`]. An append to one stream is one statement (one
+//! round trip), however many events it carries. A
+//! [`commit`](EventStore::commit) to several streams inserts all its rows in one
+//! statement, in one canonical order (so concurrent requests never deadlock), and
+//! holds each read-only condition with a short-lived guard row, so no writer can
+//! change a condition's stream before the request commits.
 //!
 //! **Global order, gap-safe.** Rows become visible when their transaction
 //! *commits*, not in the order appends start, so a naive `WHERE position > last`
@@ -72,16 +88,19 @@
 #![deny(missing_docs)]
 
 mod append;
+mod connect;
 mod error;
 mod options;
 mod read;
+mod row;
+mod send;
+mod snapshot;
 mod sql;
 mod store;
 
 pub use annals_core::*;
-pub use append::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS};
+pub use connect::PostgresEventStore;
 pub use options::PostgresOptions;
-pub use store::PostgresEventStore;
 
 /// The sqlx types this crate's API mentions ([`PgPool`](sqlx::PgPool),
 /// [`PgConnectOptions`](sqlx::postgres::PgConnectOptions)), re-exported so you

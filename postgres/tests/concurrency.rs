@@ -6,8 +6,8 @@ mod common;
 use std::sync::Arc;
 
 use annals_postgres::{
-    EventStore, ExpectedVersion, NewEvent, PostgresEventStore, PostgresOptions, ReadFilter,
-    StreamId, Version,
+    EventStore, ExpectedVersion, NewEvent, PostgresEventStore, PostgresOptions, ReadAll,
+    ReadStream, StreamId, Version,
 };
 use annals_testing::postgres::{database_url, drop_schema, unique_schema_name};
 use futures::TryStreamExt;
@@ -67,7 +67,7 @@ async fn sixteen_connections_racing_exact_appends_have_one_winner_per_version() 
     );
 
     let stored: Vec<_> = store
-        .read_stream(&stream, Version::FIRST, None)
+        .read_stream(ReadStream::forward(&stream))
         .try_collect()
         .await
         .unwrap();
@@ -103,11 +103,7 @@ async fn concurrent_connects_on_a_fresh_schema_both_succeed() {
             )
             .await
             .unwrap();
-            let seen: Vec<_> = b
-                .read_all(annals_postgres::Position::START, ReadFilter::new(), None)
-                .try_collect()
-                .await
-                .unwrap();
+            let seen: Vec<_> = b.read_all(ReadAll::forward()).try_collect().await.unwrap();
             assert_eq!(seen.len(), 1);
             let applied: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                 "SELECT count(*) FROM \"{name}\"._sqlx_migrations"
@@ -197,4 +193,42 @@ async fn from_pool_uses_the_given_pool() {
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
+}
+
+/// Every constructor's future is `Send`: connecting runs inside `tokio::spawn`
+/// (the migrations used to make it `!Send`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_runs_in_a_spawned_task() {
+    let url = database_url().await;
+    let name = unique_schema_name();
+    let spawned = {
+        let (url, name) = (url.clone(), name.clone());
+        tokio::spawn(async move {
+            let store = PostgresEventStore::connect_with(
+                &url,
+                PostgresOptions::new().schema(&name).max_connections(2),
+            )
+            .await?;
+            store
+                .append(
+                    &StreamId::new("spawned").unwrap(),
+                    ExpectedVersion::NoStream,
+                    vec![NewEvent::new("A", "{}")],
+                )
+                .await?;
+            let pool = store.pool().clone();
+            // `from_pool` is spawned too, on the same schema.
+            let again = tokio::spawn(async move {
+                PostgresEventStore::from_pool_with(pool, PostgresOptions::new().schema(&name)).await
+            })
+            .await
+            .expect("from_pool task")?;
+            again
+                .stream_version(&StreamId::new("spawned").unwrap())
+                .await
+        })
+    };
+    let version = spawned.await.expect("connect task");
+    drop_schema(&url, &name).await;
+    assert_eq!(version.unwrap(), Version::new(1));
 }

@@ -15,11 +15,11 @@
     clippy::indexing_slicing
 )]
 
-mod support;
+use annals_testing::postgres as support;
 
 use std::{collections::HashMap, sync::Arc};
 
-use annals_core::{EventStore, ExpectedVersion, NewEvent, Position, ReadFilter, StreamId, Version};
+use annals_core::{EventStore, ExpectedVersion, NewEvent, Position, ReadAll, StreamId, Version};
 use annals_postgres::{PostgresEventStore, PostgresOptions};
 use annals_testing::{cases, run_case, Fixture};
 use futures::TryStreamExt;
@@ -128,7 +128,7 @@ async fn read_all_orders_concurrent_writers_consistently() {
         }
 
         let all: Vec<_> = store
-            .read_all(Position::START, ReadFilter::new(), None)
+            .read_all(ReadAll::forward())
             .try_collect()
             .await
             .unwrap();

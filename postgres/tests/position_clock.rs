@@ -9,8 +9,7 @@
 mod common;
 
 use annals_postgres::{
-    EventStore, ExpectedVersion, NewEvent, Position, PostgresEventStore, PostgresOptions,
-    ReadFilter, StreamId,
+    EventStore, ExpectedVersion, NewEvent, PostgresEventStore, PostgresOptions, ReadAll, StreamId,
 };
 use futures::TryStreamExt;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
@@ -19,7 +18,7 @@ const SLOT: u64 = 1 << 20;
 
 async fn positions(store: &PostgresEventStore) -> Vec<u64> {
     store
-        .read_all(Position::START, ReadFilter::new(), None)
+        .read_all(ReadAll::forward())
         .map_ok(|e| e.position.get())
         .try_collect()
         .await

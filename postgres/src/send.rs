@@ -1,0 +1,24 @@
+//! Compile-time proof that every public `async fn` of the crate returns a `Send`
+//! future, so each can run in `tokio::spawn` (checked complete by
+//! `testing/tests/send_list.rs`).
+
+use sqlx::{postgres::PgConnectOptions, PgPool};
+
+use crate::{PostgresEventStore, PostgresOptions};
+
+/// Compile-time proof that every public `async fn` of the crate returns a `Send`
+/// future, so each can run in `tokio::spawn`. Never called: it only has to
+/// type-check (the trait methods return boxed `Send` futures by signature).
+#[allow(dead_code)]
+fn public_futures_are_send(pool: PgPool, connect: PgConnectOptions) {
+    fn is_send<T: Send>(_: T) {}
+    let options = PostgresOptions::default();
+    is_send(PostgresEventStore::connect(""));
+    is_send(PostgresEventStore::connect_with("", options.clone()));
+    is_send(PostgresEventStore::connect_with_options(
+        connect,
+        options.clone(),
+    ));
+    is_send(PostgresEventStore::from_pool(pool.clone()));
+    is_send(PostgresEventStore::from_pool_with(pool, options));
+}

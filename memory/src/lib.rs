@@ -25,6 +25,7 @@
 #![deny(missing_docs)]
 
 mod append;
+mod inspect;
 mod read;
 mod snapshot;
 mod store;

@@ -1,0 +1,19 @@
+//! Compile-time proof that every public future of `annals-test-kit` is `Send`, so
+//! scenarios run under any runtime and inside spawned tasks. If a change makes one
+//! of these futures `!Send`, this module stops compiling.
+
+#![allow(dead_code)]
+
+use annals_core::{Aggregate, ExecuteError, Scope};
+
+use crate::StoreTest;
+
+fn is_send<T: Send>(_: T) {}
+
+fn store_test_futures_are_send<A: Aggregate>(command: &A::Command, scope: &Scope) {
+    is_send(StoreTest::memory().when::<A>("id", command));
+    is_send(StoreTest::memory().when_across(scope, |_draft| Ok::<(), ExecuteError<A::Error>>(())));
+    is_send(StoreTest::memory().into_store());
+    #[cfg(feature = "sqlite")]
+    is_send(StoreTest::sqlite());
+}

@@ -31,6 +31,7 @@ mod append;
 pub mod backend;
 mod capabilities;
 pub mod codec;
+pub mod consume;
 mod error;
 mod event;
 mod filter;

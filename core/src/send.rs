@@ -33,3 +33,27 @@ fn repository_futures_are_send<S, C, A>(
     }));
 }
 
+fn consume_futures_are_send<S, C>(
+    store: &S,
+    checkpoints: &C,
+    projection: &crate::consume::Projection,
+) where
+    S: EventStore + ?Sized,
+    C: crate::consume::CheckpointStore + ?Sized,
+{
+    is_send(projection.run(store, checkpoints, |_event| async {
+        Ok::<(), std::io::Error>(())
+    }));
+    is_send(crate::consume::Subscribe::subscribe_all(
+        store,
+        crate::consume::SubscribeAll::from_start(),
+    ));
+}
+
+fn replay_futures_are_send<S: EventStore + ?Sized>(store: &S, replay: &crate::consume::Replay) {
+    is_send(replay.run(
+        store,
+        |_event| async { Ok::<(), std::io::Error>(()) },
+        |_progress| {},
+    ));
+}

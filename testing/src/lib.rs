@@ -117,6 +117,15 @@ macro_rules! conformance_suite {
             backward_reads_return_newest_first,
             read_all_glob_matches_reference_semantics,
             capabilities_are_reported_and_enforced,
+            // consuming the log: subscriptions, checkpoints, projections, replays
+            subscription_catches_up_then_follows_live,
+            subscription_resumes_after_checkpoint,
+            subscription_filter_selects_like_read_all,
+            subscription_to_one_stream,
+            subscription_slow_consumer_and_cancellation,
+            subscriptions_with_concurrent_writers_see_everything_once,
+            projection_checkpoints_and_error_policies,
+            replay_reports_progress_and_failures,
             // properties (proptest)
             prop_random_appends_match_model,
             prop_replay_is_deterministic,

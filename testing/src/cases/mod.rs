@@ -6,6 +6,7 @@
 
 mod aggregate;
 mod append;
+mod consume;
 mod edges;
 mod filters;
 mod idempotency;
@@ -19,6 +20,7 @@ mod validation;
 
 pub use aggregate::*;
 pub use append::*;
+pub use consume::*;
 pub use edges::*;
 pub use filters::*;
 pub use idempotency::*;

@@ -1,0 +1,18 @@
+//! Consuming the log: [`Subscription`]s that catch up and then follow live,
+//! [`CheckpointStore`]s that remember how far a consumer got, and [`Projection`]s
+//! that tie the two together with an error policy, and a [`Replay`] for one-off jobs.
+//!
+//! Everything here is built on the [`EventStore`](crate::EventStore) contract — the
+//! gap-safe global order and exclusive `after` cursors — so it works the same on
+//! every backend: a subscription never skips an event, never reorders, and never
+//! delivers one twice within a run.
+
+mod checkpoint;
+mod projection;
+mod replay;
+mod subscription;
+
+pub use checkpoint::{CheckpointStore, MemoryCheckpoints};
+pub use projection::{ErrorPolicy, Projection, ProjectionError, ProjectionReport};
+pub use replay::{Progress, Replay};
+pub use subscription::{Subscribe, SubscribeAll, SubscribeStream, Subscription};

@@ -1,0 +1,282 @@
+//! [`Subscription`]: catch up from a checkpoint, then follow live, as one
+//! `futures::Stream`.
+
+use std::{
+    collections::VecDeque,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use futures::{stream::BoxStream, Stream, StreamExt, TryStreamExt};
+
+use crate::{
+    timer::sleep, EventStore, Position, ReadAll, ReadFilter, ReadStream, RecordedEvent, Result,
+    StreamId, Version,
+};
+
+const DEFAULT_PAGE: u64 = 512;
+const DEFAULT_IDLE_POLL: Duration = Duration::from_millis(50);
+
+/// A subscription to the whole log (or the part a [`ReadFilter`] selects).
+///
+/// ```
+/// use annals_core::{consume::SubscribeAll, Position, ReadFilter};
+///
+/// let orders = SubscribeAll::after(Position::new(41))
+///     .filter(ReadFilter::new().stream_glob("order-*"));
+/// ```
+#[derive(Clone, Debug, Default)]
+#[must_use = "a SubscribeAll does nothing until passed to Subscribe::subscribe_all"]
+pub struct SubscribeAll {
+    after: Option<Position>,
+    filter: ReadFilter,
+    page: Option<u64>,
+    idle_poll: Option<Duration>,
+}
+
+impl SubscribeAll {
+    /// From the start of the log.
+    pub fn from_start() -> Self {
+        Self::default()
+    }
+
+    /// After `position` (exclusive): pass the position of the last event you
+    /// processed — a checkpoint — to resume.
+    pub fn after(position: Position) -> Self {
+        SubscribeAll {
+            after: Some(position),
+            ..Self::default()
+        }
+    }
+
+    /// After the checkpoint if there is one, else from the start.
+    pub fn resume(checkpoint: Option<Position>) -> Self {
+        SubscribeAll {
+            after: checkpoint,
+            ..Self::default()
+        }
+    }
+
+    /// Only the events `filter` selects.
+    pub fn filter(mut self, filter: ReadFilter) -> Self {
+        self.filter = filter;
+        self
+    }
+
+    /// How many events one read fetches (default 512): the most a subscription
+    /// holds in memory, whatever the consumer's speed.
+    pub fn page_size(mut self, events: u64) -> Self {
+        self.page = Some(events.max(1));
+        self
+    }
+
+    /// How long a caught-up subscription waits before looking for new events
+    /// (default 50 ms): the upper bound of the delivery latency it adds.
+    pub fn idle_poll(mut self, wait: Duration) -> Self {
+        self.idle_poll = Some(wait);
+        self
+    }
+}
+
+/// A subscription to one stream.
+#[derive(Clone, Debug)]
+#[must_use = "a SubscribeStream does nothing until passed to Subscribe::subscribe_stream"]
+pub struct SubscribeStream {
+    stream: StreamId,
+    after: Option<Version>,
+    page: Option<u64>,
+    idle_poll: Option<Duration>,
+}
+
+impl SubscribeStream {
+    /// Every event of `stream`, from its first.
+    pub fn from_start(stream: &StreamId) -> Self {
+        SubscribeStream {
+            stream: stream.clone(),
+            after: None,
+            page: None,
+            idle_poll: None,
+        }
+    }
+
+    /// The events of `stream` after `version` (exclusive).
+    pub fn after(stream: &StreamId, version: Version) -> Self {
+        SubscribeStream {
+            after: Some(version),
+            ..Self::from_start(stream)
+        }
+    }
+
+    /// How many events one read fetches (default 512).
+    pub fn page_size(mut self, events: u64) -> Self {
+        self.page = Some(events.max(1));
+        self
+    }
+
+    /// How long a caught-up subscription waits before looking again (default 50 ms).
+    pub fn idle_poll(mut self, wait: Duration) -> Self {
+        self.idle_poll = Some(wait);
+        self
+    }
+}
+
+/// Subscriptions for every [`EventStore`] (implemented for all of them).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> annals_core::Result<()> {
+/// use annals_core::consume::{Subscribe, SubscribeAll};
+/// use annals_core::{EventStore, ExpectedVersion, NewEvent, StreamId};
+/// use futures::TryStreamExt;
+///
+/// let store = annals_memory::MemoryEventStore::new();
+/// let order = StreamId::new("order-1")?;
+/// store.append(&order, ExpectedVersion::Any, vec![NewEvent::new("Placed", vec![])]).await?;
+///
+/// let mut events = store.subscribe_all(SubscribeAll::from_start());
+/// let first = events.try_next().await?.expect("a live subscription never ends by itself");
+/// assert_eq!(first.event_type, "Placed");
+/// // Remember `events.position()` (or `first.position`) as the checkpoint; a new
+/// // append is delivered next, within the idle poll interval.
+/// store.append(&order, ExpectedVersion::Any, vec![NewEvent::new("Paid", vec![])]).await?;
+/// assert_eq!(events.try_next().await?.map(|e| e.event_type), Some("Paid".to_owned()));
+/// # Ok(()) }
+/// ```
+pub trait Subscribe: EventStore {
+    /// Catches up on the log after the request's checkpoint, then follows it live.
+    /// The stream ends only with an error (or when dropped).
+    fn subscribe_all(&self, request: SubscribeAll) -> Subscription<'_> {
+        let page = request.page.unwrap_or(DEFAULT_PAGE);
+        let filter = request.filter;
+        let start = request.after.map_or(0, Position::get);
+        Subscription::new(
+            start,
+            start,
+            request.idle_poll,
+            move |after| {
+                let read = ReadAll::after(Position::new(after)).filter(filter.clone());
+                self.read_all(read.limit(page))
+            },
+            |e| e.position.get(),
+        )
+    }
+
+    /// Catches up on one stream after the request's version, then follows it live.
+    fn subscribe_stream(&self, request: SubscribeStream) -> Subscription<'_> {
+        let page = request.page.unwrap_or(DEFAULT_PAGE);
+        let stream = request.stream;
+        Subscription::new(
+            request.after.map_or(0, Version::get),
+            0,
+            request.idle_poll,
+            move |after| {
+                let read = ReadStream::forward(&stream).after(Version::new(after));
+                self.read_stream(read.limit(page))
+            },
+            |e| e.version.get(),
+        )
+    }
+}
+
+impl<S: EventStore + ?Sized> Subscribe for S {}
+
+/// Reads a page after the cursor; hands its events out one by one; when a page is
+/// empty (caught up), waits `idle` and reads again. An error ends the stream.
+fn follow_by<'a, F, K>(
+    after: u64,
+    idle: Duration,
+    read: F,
+    key: K,
+) -> BoxStream<'a, Result<RecordedEvent>>
+where
+    F: Fn(u64) -> crate::EventStream<'a> + Send + 'a,
+    K: Fn(&RecordedEvent) -> u64 + Send + 'a,
+{
+    struct Cursor<F, K> {
+        after: u64,
+        buffer: VecDeque<RecordedEvent>,
+        failed: bool,
+        read: F,
+        key: K,
+    }
+    let start = Cursor {
+        after,
+        buffer: VecDeque::new(),
+        failed: false,
+        read,
+        key,
+    };
+    futures::stream::unfold(start, move |mut cursor| async move {
+        if cursor.failed {
+            return None;
+        }
+        loop {
+            if let Some(event) = cursor.buffer.pop_front() {
+                cursor.after = (cursor.key)(&event);
+                return Some((Ok(event), cursor));
+            }
+            match (cursor.read)(cursor.after).try_collect::<Vec<_>>().await {
+                Ok(page) if page.is_empty() => sleep(idle).await,
+                Ok(page) => cursor.buffer.extend(page),
+                Err(error) => {
+                    tracing::warn!(%error, after = cursor.after, "subscription read failed; ending it");
+                    cursor.failed = true;
+                    return Some((Err(error), cursor));
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+/// A live subscription: a `futures::Stream` of events, in order, each once. It
+/// catches up first and then follows new events; it ends only with an error, and
+/// does nothing while not polled (a slow consumer holds at most one page).
+pub struct Subscription<'a> {
+    events: BoxStream<'a, Result<RecordedEvent>>,
+    progress: Arc<AtomicU64>,
+}
+
+impl<'a> Subscription<'a> {
+    /// Follows `read(cursor)` from `after` (a cursor in `key`'s terms), reporting
+    /// each delivered event's position as progress (starting at `position`).
+    fn new<F, K>(after: u64, position: u64, idle: Option<Duration>, read: F, key: K) -> Self
+    where
+        F: Fn(u64) -> crate::EventStream<'a> + Send + 'a,
+        K: Fn(&RecordedEvent) -> u64 + Send + 'a,
+    {
+        let progress = Arc::new(AtomicU64::new(position));
+        let shared = Arc::clone(&progress);
+        let events = follow_by(after, idle.unwrap_or(DEFAULT_IDLE_POLL), read, key)
+            .inspect_ok(move |e| shared.store(e.position.get(), Ordering::Release))
+            .boxed();
+        Subscription { events, progress }
+    }
+
+    /// The position of the last event delivered (the checkpoint to resume after),
+    /// or the starting point if none was delivered yet.
+    pub fn position(&self) -> Position {
+        Position::new(self.progress.load(Ordering::Acquire))
+    }
+}
+
+impl std::fmt::Debug for Subscription<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("position", &self.position())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stream for Subscription<'_> {
+    type Item = Result<RecordedEvent>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.events.poll_next_unpin(cx)
+    }
+}

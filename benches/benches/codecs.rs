@@ -18,8 +18,8 @@ use std::{hint::black_box, time::Duration};
 use annals_core::{
     codec::{Bincode, Codec, Json, Postcard},
     futures::TryStreamExt,
-    DomainEvent, EventStore, ExpectedVersion, Position, RecordedEvent, StreamId, Timestamp,
-    Upcasters, Version,
+    DomainEvent, EventStore, ExpectedVersion, Position, ReadStream, RecordedEvent, StreamId,
+    Timestamp, Upcasters, Version,
 };
 use annals_memory::MemoryEventStore;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -191,7 +191,7 @@ fn end_to_end(c: &mut Criterion) {
                                     .unwrap();
                             }
                             let replayed: Vec<OrderEvent> = store
-                                .read_stream(&stream, Version::FIRST, None)
+                                .read_stream(ReadStream::forward(&stream))
                                 .map_ok(|r| {
                                     OrderEvent::from_recorded_with(&r, &codec, upcasters).unwrap()
                                 })

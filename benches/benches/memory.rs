@@ -7,7 +7,9 @@
 
 use std::{sync::Arc, time::Duration};
 
-use annals_benches::{events, replay_all, replay_stream, runtime, single_event_appends};
+use annals_benches::{
+    events, replay_all, replay_stream, runtime, single_event_appends, transfer_group,
+};
 use annals_memory::{EventStore, ExpectedVersion, MemoryEventStore, StreamId, Version};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 
@@ -88,5 +90,11 @@ fn replay(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, append, replay);
+/// A two-stream transfer (two parts, one event each) against a one-event append.
+fn transfer(c: &mut Criterion) {
+    let rt = runtime();
+    transfer_group(c, &rt, "memory", &MemoryEventStore::new());
+}
+
+criterion_group!(benches, append, replay, transfer);
 criterion_main!(benches);

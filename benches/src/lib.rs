@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use annals_core::{
-    EventStore, ExpectedVersion, Metadata, NewEvent, Position, ReadFilter, StreamId, Version,
+    AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, ReadAll, ReadStream, StreamId,
+    Version,
 };
 
 /// The JSON payload of benchmark event `i` (~75 bytes, a realistic order).
@@ -65,17 +66,7 @@ pub async fn single_event_appends<S>(
         .map(|t| {
             let store = Arc::clone(&store);
             tokio::spawn(async move {
-                let stream = StreamId::new(format!("single-{}", first_stream + t as u64)).unwrap();
-                for (i, event) in events(per_task).into_iter().enumerate() {
-                    store
-                        .append(
-                            &stream,
-                            ExpectedVersion::Exact(Version::new(i as u64)),
-                            vec![event],
-                        )
-                        .await
-                        .unwrap();
-                }
+                one_stream_appends(&*store, first_stream + t as u64, per_task).await;
             })
         })
         .collect();
@@ -84,13 +75,84 @@ pub async fn single_event_appends<S>(
     }
 }
 
+/// `count` transfers, one after another: each is one request with two parts — a
+/// debit on `account-{tag}-a` and a credit on `account-{tag}-b`, one event each —
+/// with `Exact` expected versions, as a repository command across two aggregates
+/// writes them. `tag` keeps iterations on fresh streams.
+pub async fn two_stream_transfers<S>(store: &S, tag: u64, count: usize)
+where
+    S: EventStore + ?Sized,
+{
+    let debit = StreamId::new(format!("account-{tag}-a")).unwrap();
+    let credit = StreamId::new(format!("account-{tag}-b")).unwrap();
+    for (i, mut pair) in events(2 * count)
+        .chunks(2)
+        .map(<[NewEvent]>::to_vec)
+        .enumerate()
+    {
+        let second = pair.pop().unwrap();
+        let first = pair.pop().unwrap();
+        let expected = ExpectedVersion::Exact(Version::new(i as u64));
+        let request = AppendRequest::new()
+            .append(&debit, expected, vec![first])
+            .append(&credit, expected, vec![second]);
+        store.commit(request).await.unwrap();
+    }
+}
+
+/// The baseline for [`two_stream_transfers`]: `count` single-stream, one-event
+/// appends, one after another, to `single-{tag}`.
+pub async fn one_stream_appends<S>(store: &S, tag: u64, count: usize)
+where
+    S: EventStore + ?Sized,
+{
+    let stream = StreamId::new(format!("single-{tag}")).unwrap();
+    for (i, event) in events(count).into_iter().enumerate() {
+        store
+            .append(
+                &stream,
+                ExpectedVersion::Exact(Version::new(i as u64)),
+                vec![event],
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// The `{prefix}/transfer` group: [`one_stream_appends`] (`single_append`) against
+/// [`two_stream_transfers`] (`two_streams`), `PER_ITER` requests per iteration on
+/// fresh streams; throughput is in requests (a transfer writes two events).
+pub fn transfer_group<S>(
+    c: &mut criterion::Criterion,
+    rt: &tokio::runtime::Runtime,
+    prefix: &str,
+    store: &S,
+) where
+    S: EventStore + ?Sized,
+{
+    const PER_ITER: usize = 50;
+    let tag = std::sync::atomic::AtomicU64::new(0);
+    let next = || tag.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut group = bench_group(c, &format!("{prefix}/transfer"), 10, 5);
+    group.throughput(criterion::Throughput::Elements(PER_ITER as u64));
+    group.bench_function("single_append", |b| {
+        b.to_async(rt)
+            .iter(|| one_stream_appends(store, next(), PER_ITER));
+    });
+    group.bench_function("two_streams", |b| {
+        b.to_async(rt)
+            .iter(|| two_stream_transfers(store, next(), PER_ITER));
+    });
+    group.finish();
+}
+
 /// Replays `stream` through the store's `read_stream` (every event decoded) and
 /// returns how many events came back. Panics on a read error.
 pub async fn replay_stream<S>(store: &S, stream: &StreamId) -> u64
 where
     S: EventStore + ?Sized,
 {
-    count(store.read_stream(stream, Version::FIRST, None)).await
+    count(store.read_stream(ReadStream::forward(stream))).await
 }
 
 /// Replays the whole log through the store's `read_all` (every event decoded) and
@@ -99,7 +161,7 @@ pub async fn replay_all<S>(store: &S) -> u64
 where
     S: EventStore + ?Sized,
 {
-    count(store.read_all(Position::START, ReadFilter::new(), None)).await
+    count(store.read_all(ReadAll::forward())).await
 }
 
 async fn count(events: annals_core::EventStream<'_>) -> u64 {

@@ -4,7 +4,7 @@
 use std::{fmt, sync::Arc};
 
 use annals_core::{
-    futures::TryStreamExt, Aggregate, EventStore, ExecuteError, Loaded, Position, ReadFilter,
+    futures::TryStreamExt, Aggregate, EventStore, ExecuteError, Loaded, ReadAll, ReadFilter,
     Repository, SnapshotPolicy, StreamId,
 };
 use annals_postgres::PostgresEventStore;
@@ -51,6 +51,12 @@ impl From<ExecuteError<OrderError>> for AppError {
         match error {
             ExecuteError::Domain(e) => AppError::Rejected(e),
             ExecuteError::Store(e) => AppError::Store(e),
+            ExecuteError::RetriesExhausted { last, .. } => AppError::Store(last),
+            // ExecuteError is non-exhaustive: a future kind is a store failure too.
+            other => AppError::Store(annals_core::Error::backend(
+                "executing a command",
+                other.to_string(),
+            )),
         }
     }
 }
@@ -69,6 +75,15 @@ pub(crate) async fn open_store(
             let path = data_dir.join("orders.db");
             let store = SqliteEventStore::open(&path).await?;
             Ok((Arc::new(store), format!("SQLite file {}", path.display())))
+        }
+        Storage::Fs { root } => {
+            let store = annals_fs::FsEventStore::open(root)
+                .await
+                .map_err(annals_core::Error::from)?;
+            Ok((
+                Arc::new(store),
+                format!("annals-fs folder {}", root.display()),
+            ))
         }
         Storage::Postgres { url } => {
             let store = PostgresEventStore::connect(url).await?;
@@ -124,7 +139,7 @@ impl App {
         let placed: Vec<_> = self
             .repo
             .store()
-            .read_all(Position::START, filter, None)
+            .read_all(ReadAll::forward().filter(filter))
             .try_collect()
             .await?;
         Ok(placed

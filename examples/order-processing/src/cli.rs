@@ -11,7 +11,8 @@ USAGE:
     order-processing [OPTIONS] <COMMAND> [ARGS]
 
 OPTIONS:
-    --data-dir <DIR>        where the SQLite database lives (default: ./data)
+    --data-dir <DIR>        where the SQLite database lives (default: ./data);
+                            fs://<DIR> keeps the log as files in <DIR> (annals-fs, git-mergeable)
     --database-url <URL>    use PostgreSQL instead (postgres://user:pass@host/db)
     -v, --verbose           show how each order was loaded (snapshot, replayed events)
     -h, --help              this text
@@ -35,6 +36,7 @@ EXIT CODES:
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Storage {
     Sqlite { data_dir: PathBuf },
+    Fs { root: PathBuf },
     Postgres { url: String },
 }
 
@@ -113,8 +115,13 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli, Usage
                 let dir = args
                     .next()
                     .ok_or_else(|| usage("--data-dir needs a directory"))?;
-                storage = Storage::Sqlite {
-                    data_dir: PathBuf::from(dir),
+                storage = match dir.strip_prefix("fs://") {
+                    Some(root) => Storage::Fs {
+                        root: PathBuf::from(root),
+                    },
+                    None => Storage::Sqlite {
+                        data_dir: PathBuf::from(dir),
+                    },
                 };
             }
             "--database-url" => {
@@ -270,6 +277,13 @@ mod tests {
                 command: OrderCommand::AddItem { quantity: 2, unit_price: 450, .. }
             } if order == "o1"
         ));
+        let cli = parse(args("--data-dir fs:///tmp/log list")).unwrap();
+        assert_eq!(
+            cli.storage,
+            Storage::Fs {
+                root: PathBuf::from("/tmp/log")
+            }
+        );
         let cli = parse(args("--database-url postgres://u@h/db list")).unwrap();
         assert!(matches!(cli.storage, Storage::Postgres { .. }));
         assert!(parse(args("--database-url mysql://x list")).is_err());

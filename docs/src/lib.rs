@@ -50,4 +50,3 @@ struct Fs;
 #[cfg(doctest)]
 #[doc = include_str!("../subscriptions.md")]
 struct Subscriptions;
-

@@ -50,3 +50,7 @@ struct Fs;
 #[cfg(doctest)]
 #[doc = include_str!("../subscriptions.md")]
 struct Subscriptions;
+
+#[cfg(doctest)]
+#[doc = include_str!("../operations/high-availability.md")]
+struct HighAvailability;

@@ -137,6 +137,11 @@ fn traced<'a, T: Send + 'a>(
     span: Span,
     future: impl std::future::Future<Output = Result<T>> + Send + 'a,
 ) -> BoxFuture<'a, Result<T>> {
+    // No subscriber wants the span: skip the instrumentation layer entirely, so an
+    // untraced store pays nothing per call.
+    if span.is_disabled() {
+        return future.boxed();
+    }
     let recorder = span.clone();
     async move {
         let result = future.await;
@@ -213,7 +218,10 @@ impl<B: Backend> EventStore for B {
             outcome = Empty
         );
         if read.is_empty() {
-            return Traced::new(futures::stream::empty().boxed(), span).boxed();
+            return futures::stream::empty().boxed();
+        }
+        if span.is_disabled() {
+            return self.scan_stream(read);
         }
         Traced::new(self.scan_stream(read), span).boxed()
     }
@@ -227,7 +235,10 @@ impl<B: Backend> EventStore for B {
             outcome = Empty
         );
         if read.is_empty() {
-            return Traced::new(futures::stream::empty().boxed(), span).boxed();
+            return futures::stream::empty().boxed();
+        }
+        if span.is_disabled() {
+            return self.scan_all(read);
         }
         Traced::new(self.scan_all(read), span).boxed()
     }

@@ -38,6 +38,7 @@ use std::sync::{
 
 use annals_benches::{
     bench_group, events, payload, replay_all, replay_stream, runtime, single_event_appends,
+    transfer_group,
 };
 use annals_postgres::{
     EventStore, ExpectedVersion, PostgresEventStore, PostgresOptions, StreamId, Version,
@@ -371,5 +372,14 @@ fn replay(c: &mut Criterion) {
     rt.block_on(bench.drop());
 }
 
-criterion_group!(benches, append, replay);
+/// A two-stream transfer (two parts, one event each, one statement) against a
+/// one-event append.
+fn transfer(c: &mut Criterion) {
+    let rt = runtime();
+    let bench = rt.block_on(Bench::new(true));
+    transfer_group(c, &rt, "postgres", &bench.store);
+    rt.block_on(bench.drop());
+}
+
+criterion_group!(benches, append, replay, transfer);
 criterion_main!(benches);

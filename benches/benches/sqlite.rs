@@ -36,6 +36,7 @@ use std::{
 
 use annals_benches::{
     bench_group, events, payload, replay_all, replay_stream, runtime, single_event_appends,
+    transfer_group,
 };
 use annals_sqlite::{
     EventId, EventStore, ExpectedVersion, SqliteEventStore, StreamId, Timestamp, Version,
@@ -355,5 +356,16 @@ fn replay(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, append, replay);
+/// A two-stream transfer (two parts, one event each, one transaction) against a
+/// one-event append.
+fn transfer(c: &mut Criterion) {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let store = rt
+        .block_on(SqliteEventStore::open(dir.path().join("transfer.db")))
+        .unwrap();
+    transfer_group(c, &rt, "sqlite", &store);
+}
+
+criterion_group!(benches, append, replay, transfer);
 criterion_main!(benches);

@@ -217,13 +217,8 @@ impl<B: Backend> EventStore for B {
             events = Empty,
             outcome = Empty
         );
-        if read.is_empty() {
-            return futures::stream::empty().boxed();
-        }
-        if span.is_disabled() {
-            return self.scan_stream(read);
-        }
-        Traced::new(self.scan_stream(read), span).boxed()
+        let empty = read.is_empty();
+        traced_read(span, empty, || self.scan_stream(read))
     }
 
     fn read_all(&self, read: ReadAll) -> EventStream<'_> {
@@ -234,13 +229,8 @@ impl<B: Backend> EventStore for B {
             events = Empty,
             outcome = Empty
         );
-        if read.is_empty() {
-            return futures::stream::empty().boxed();
-        }
-        if span.is_disabled() {
-            return self.scan_all(read);
-        }
-        Traced::new(self.scan_all(read), span).boxed()
+        let empty = read.is_empty();
+        traced_read(span, empty, || self.scan_all(read))
     }
 
     fn stream_version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Version>> {
@@ -278,6 +268,22 @@ impl<B: Backend> EventStore for B {
         traced(stream_span("annals.delete_snapshot", stream), async move {
             self.remove_snapshot(stream).await
         })
+    }
+}
+
+/// A read's events: nothing at all for an empty read (core answers it), the
+/// backend's stream as is when no subscriber wants the span, else wrapped in it.
+fn traced_read<'a>(
+    span: Span,
+    empty: bool,
+    scan: impl FnOnce() -> EventStream<'a>,
+) -> EventStream<'a> {
+    if empty {
+        futures::stream::empty().boxed()
+    } else if span.is_disabled() {
+        scan()
+    } else {
+        Traced::new(scan(), span).boxed()
     }
 }
 

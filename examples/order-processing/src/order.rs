@@ -347,85 +347,8 @@ impl Aggregate for Order {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    // The business rules are tested through annals-test-kit in tests/rules.rs.
     use super::*;
-
-    fn run(commands: &[OrderCommand]) -> (Order, Vec<Result<(), OrderError>>) {
-        let mut order = Order::default();
-        let results = commands
-            .iter()
-            .map(|c| {
-                order.handle(c).map(|events| {
-                    for e in &events {
-                        order.apply(e);
-                    }
-                })
-            })
-            .collect();
-        (order, results)
-    }
-
-    fn place() -> OrderCommand {
-        OrderCommand::Place {
-            customer: "ann".into(),
-            currency: "EUR".into(),
-        }
-    }
-
-    fn add(sku: &str, quantity: u32) -> OrderCommand {
-        OrderCommand::AddItem {
-            sku: sku.into(),
-            quantity,
-            unit_price: 250,
-        }
-    }
-
-    #[test]
-    fn happy_path_and_rules() {
-        let ship = OrderCommand::Ship {
-            carrier: "DHL".into(),
-            tracking: "1".into(),
-        };
-        let (order, results) = run(&[
-            add("tea", 1),
-            place(),
-            place(),
-            add("tea", 3),
-            OrderCommand::RemoveItem {
-                sku: "tea".into(),
-                quantity: 5,
-            },
-            ship.clone(),
-            OrderCommand::Pay {
-                amount: 1,
-                reference: "x".into(),
-            },
-            OrderCommand::Pay {
-                amount: 750,
-                reference: "x".into(),
-            },
-            add("cake", 1),
-            ship,
-            OrderCommand::Cancel {
-                reason: "late".into(),
-            },
-        ]);
-        let errors: Vec<Option<OrderError>> = results.into_iter().map(Result::err).collect();
-        assert_eq!(errors[0], Some(OrderError::NotPlaced));
-        assert_eq!(errors[2], Some(OrderError::AlreadyPlaced));
-        assert!(matches!(
-            errors[4],
-            Some(OrderError::NotEnough { have: 3, .. })
-        ));
-        assert_eq!(errors[5], Some(OrderError::Unpaid));
-        assert!(matches!(errors[6], Some(OrderError::WrongAmount { .. })));
-        assert_eq!(errors[7], None);
-        assert_eq!(errors[8], Some(OrderError::Locked(Status::Paid)));
-        assert_eq!(errors[9], None);
-        assert_eq!(errors[10], Some(OrderError::Locked(Status::Shipped)));
-        assert_eq!(order.status, Status::Shipped);
-        assert_eq!(order.total(), 750);
-    }
 
     #[test]
     fn money_formats_cents() {

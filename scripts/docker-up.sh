@@ -40,13 +40,22 @@ if ! command -v dockerd >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 2
     }
 fi
 
+# The engine we started, if any: watched by pid, not by name. A name check
+# races the fork/exec of the background job (the child is still "bash" for a
+# moment) and once failed a fresh CI machine with an empty log.
+started=
 if ! pgrep -x dockerd >/dev/null 2>&1; then
     [ "$(id -u)" = 0 ] || die "dockerd is not running and only root can start it"
     say "starting dockerd (log: $log)"
     # setsid: keep the daemon out of the caller's process group so that a
     # job-control kill of the caller does not take the engine with it.
     setsid dockerd >"$log" 2>&1 </dev/null &
+    started=$!
 fi
+
+engine_alive() {
+    { [ -n "$started" ] && kill -0 "$started" 2>/dev/null; } || pgrep -x dockerd >/dev/null 2>&1
+}
 
 deadline=$((SECONDS + wait_s))
 until docker info >/dev/null 2>&1; do
@@ -55,7 +64,7 @@ until docker info >/dev/null 2>&1; do
         tail -n 30 "$log" >&2 2>/dev/null || true
         die "docker engine did not answer 'docker info' within ${wait_s}s"
     fi
-    if ! pgrep -x dockerd >/dev/null 2>&1; then
+    if ! engine_alive; then
         say "last lines of $log:"
         tail -n 30 "$log" >&2 2>/dev/null || true
         die "dockerd exited while starting"

@@ -69,6 +69,7 @@ pub struct Draft<'r, C> {
     skip_unknown: bool,
     loaded: Vec<Loaded>,
     metadata: &'r Metadata,
+    ids: &'r dyn crate::source::IdSource,
 }
 
 #[derive(Debug)]
@@ -112,8 +113,10 @@ impl<C: Codec> Draft<'_, C> {
         let encoded = events
             .iter()
             .map(|e| {
-                e.to_new_event_with(self.codec)
-                    .map(|n| n.with_metadata(self.metadata.clone()))
+                e.to_new_event_with(self.codec).map(|n| {
+                    n.with_id(self.ids.next_id())
+                        .with_metadata(self.metadata.clone())
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         self.slot(handle)?;
@@ -239,6 +242,7 @@ impl<S: EventStore, C: Codec> Repository<S, C> {
                 skip_unknown: self.skips_unknown(),
                 loaded,
                 metadata,
+                ids: self.ids(),
             };
             let value = command(&mut draft)?;
             if draft.loaded.iter().all(|l| l.pending.is_empty()) {

@@ -43,6 +43,7 @@ mod read;
 mod repository;
 mod send;
 mod snapshot;
+pub mod source;
 mod store;
 mod time;
 mod timer;

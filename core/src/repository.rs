@@ -1,13 +1,14 @@
 //! The [`Repository`]: loads aggregates (snapshot + tail), executes commands with
 //! optimistic concurrency, retries conflicts, saves snapshots by policy.
 
-use std::{fmt, marker::PhantomData};
+use std::{fmt, marker::PhantomData, sync::Arc};
 
 use futures::TryStreamExt;
 
 use crate::{
     codec::{decode_stored, Codec, Json},
     policy::{RetryPolicy, SnapshotPolicy},
+    source::{IdSource, UuidV7Ids},
     timer::sleep,
     Aggregate, DomainEvent, Error, EventStore, ExpectedVersion, Metadata, ReadStream, Result,
     Snapshot, StreamId, Upcasters, Version,
@@ -70,6 +71,7 @@ pub struct Repository<S, C = Json> {
     retry: RetryPolicy,
     snapshots: SnapshotPolicy,
     skip_unknown: bool,
+    ids: Arc<dyn IdSource>,
 }
 
 impl<S, C: fmt::Debug> fmt::Debug for Repository<S, C> {
@@ -80,6 +82,7 @@ impl<S, C: fmt::Debug> fmt::Debug for Repository<S, C> {
             .field("retry", &self.retry)
             .field("snapshots", &self.snapshots)
             .field("skip_unknown", &self.skip_unknown)
+            .field("ids", &self.ids)
             .finish_non_exhaustive()
     }
 }
@@ -169,6 +172,7 @@ impl<S: EventStore> Repository<S, Json> {
             retry: RetryPolicy::default(),
             snapshots: SnapshotPolicy::default(),
             skip_unknown: false,
+            ids: Arc::new(UuidV7Ids),
         }
     }
 }
@@ -184,6 +188,7 @@ impl<S: EventStore, C: Codec> Repository<S, C> {
             retry: self.retry,
             snapshots: self.snapshots,
             skip_unknown: self.skip_unknown,
+            ids: self.ids,
         }
     }
 
@@ -218,6 +223,22 @@ impl<S: EventStore, C: Codec> Repository<S, C> {
         self
     }
 
+    /// Where the ids of new events come from: fresh UUID v7 ids
+    /// ([`UuidV7Ids`]) unless set here. Tests inject a deterministic source
+    /// (`annals_test_kit::Ids`) so that recorded ids repeat from run to run.
+    ///
+    /// ```
+    /// use annals_core::{source::UuidV7Ids, Repository};
+    /// # fn demo<S: annals_core::EventStore>(store: S) {
+    /// let repo = Repository::new(store).with_ids(UuidV7Ids);
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn with_ids(mut self, ids: impl IdSource + 'static) -> Self {
+        self.ids = Arc::new(ids);
+        self
+    }
+
     /// The underlying store.
     pub fn store(&self) -> &S {
         &self.store
@@ -244,6 +265,23 @@ impl<S: EventStore, C: Codec> Repository<S, C> {
 
     pub(crate) fn skips_unknown(&self) -> bool {
         self.skip_unknown
+    }
+
+    pub(crate) fn ids(&self) -> &dyn IdSource {
+        &*self.ids
+    }
+
+    /// `event` encoded as a new event with an id from the repository's
+    /// [`IdSource`] and `metadata`.
+    pub(crate) fn encode_new<E: DomainEvent>(
+        &self,
+        event: &E,
+        metadata: &Metadata,
+    ) -> Result<crate::NewEvent> {
+        Ok(event
+            .to_new_event_with(&self.codec)?
+            .with_id(self.ids.next_id())
+            .with_metadata(metadata.clone()))
     }
 
     /// Loads the aggregate `id` (stream [`A::stream_id(id)`](Aggregate::stream_id)).
@@ -348,10 +386,7 @@ impl<S: EventStore, C: Codec> Repository<S, C> {
             }
             let batch = events
                 .iter()
-                .map(|e| {
-                    e.to_new_event_with(&self.codec)
-                        .map(|n| n.with_metadata(metadata.clone()))
-                })
+                .map(|e| self.encode_new(e, metadata))
                 .collect::<Result<Vec<_>>>()?;
             match self
                 .store

@@ -778,3 +778,51 @@ fn errors_show_their_cause_when_printed() {
     let err = Error::codec("decoding event 1 (`Deposited.v1`)", bad.unwrap_err());
     assert!(err.to_string().contains("missing field `amount`"), "{err}");
 }
+
+/// Ids 1, 2, 3, … from an injected source.
+#[derive(Debug, Default)]
+struct CountingIds(std::sync::atomic::AtomicU64);
+
+impl annals_core::source::IdSource for CountingIds {
+    fn next_id(&self) -> EventId {
+        let n = self.0.fetch_add(1, Ordering::Relaxed) + 1;
+        EventId::from_bytes(u128::from(n).to_be_bytes())
+    }
+}
+
+#[tokio::test]
+async fn new_events_take_their_ids_from_the_injected_source() {
+    let store = MemoryEventStore::new();
+    let repo = Repository::new(store.clone()).with_ids(CountingIds::default());
+    open_with(&repo, "alice", 100).await;
+    open_with(&repo, "bob", 0).await;
+    let mut scope = annals_core::Scope::new();
+    let alice = scope.aggregate::<Account>("alice").unwrap();
+    let bob = scope.aggregate::<Account>("bob").unwrap();
+    repo.execute_across(&scope, transfer(alice, bob, 30))
+        .await
+        .unwrap();
+
+    let ids: Vec<u128> = store
+        .read_all(ReadAll::forward())
+        .map_ok(|e| u128::from_be_bytes(*e.id.as_bytes()))
+        .try_collect()
+        .await
+        .unwrap();
+    // Open + deposit for alice, open for bob, then the transfer's two events.
+    assert_eq!(ids, vec![1, 2, 3, 4, 5]);
+    // A clone of the repository shares the source: no id is handed out twice.
+    repo.clone()
+        .execute::<Account>("bob", &Command::Deposit(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .find_event(EventId::from_bytes(6_u128.to_be_bytes()))
+            .await
+            .unwrap()
+            .stream_id
+            .as_str(),
+        "account-bob"
+    );
+}

@@ -1,9 +1,7 @@
 //! Appending: decide and write under one write lock, so a request — one stream or
 //! many — is all-or-nothing and readers see all of its events or none.
 
-use annals_core::{
-    Committed, Decision, Position, PreparedAppend, RecordedEvent, Result, Timestamp,
-};
+use annals_core::{Committed, Decision, Position, PreparedAppend, RecordedEvent, Result};
 
 use crate::MemoryEventStore;
 
@@ -25,7 +23,7 @@ impl MemoryEventStore {
             .map(Position::new)
             .collect();
         let committed = append.committed(&plan, &positions)?;
-        let now = Timestamp::now();
+        let now = self.clock.now();
         let state = &mut *state;
         for ((stream, version, event), position) in
             append.into_rows(&plan).into_iter().zip(positions)

@@ -8,8 +8,10 @@ use std::{
 };
 
 use annals_core::{
-    backend::Backend, Capabilities, Committed, EventId, EventStream, PreparedAppend, ReadAll,
-    ReadStream, RecordedEvent, Result, Snapshot, StreamId, Version,
+    backend::Backend,
+    source::{SystemClock, TimeSource},
+    Capabilities, Committed, EventId, EventStream, PreparedAppend, ReadAll, ReadStream,
+    RecordedEvent, Result, Snapshot, StreamId, Version,
 };
 use futures::future::{BoxFuture, FutureExt};
 
@@ -28,9 +30,20 @@ use futures::future::{BoxFuture, FutureExt};
 /// assert_eq!(store.len(), 1);
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MemoryEventStore {
     inner: Arc<RwLock<State>>,
+    /// The time recorded with each event.
+    pub(crate) clock: Arc<dyn TimeSource>,
+}
+
+impl Default for MemoryEventStore {
+    fn default() -> Self {
+        MemoryEventStore {
+            inner: Arc::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -68,6 +81,36 @@ impl MemoryEventStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Records `clock`'s time with each appended event instead of the wall
+    /// clock ([`SystemClock`]), for tests whose recorded times must repeat.
+    /// Clones made afterwards share the clock.
+    ///
+    /// ```
+    /// use annals_memory::{EventStore, ExpectedVersion, MemoryEventStore, NewEvent, ReadStream, StreamId};
+    /// use annals_core::{futures::TryStreamExt, source::TimeSource, RecordedEvent, Timestamp};
+    ///
+    /// #[derive(Debug)]
+    /// struct Frozen;
+    /// impl TimeSource for Frozen {
+    ///     fn now(&self) -> Timestamp {
+    ///         Timestamp::from_unix_micros(1_000_000)
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> annals_memory::Result<()> {
+    /// let store = MemoryEventStore::new().with_clock(Frozen);
+    /// let stream = StreamId::new("s")?;
+    /// store.append(&stream, ExpectedVersion::Any, vec![NewEvent::new("E", vec![])]).await?;
+    /// let events: Vec<RecordedEvent> = store.read_stream(ReadStream::forward(&stream)).try_collect().await?;
+    /// assert_eq!(events[0].recorded_at, Timestamp::from_unix_micros(1_000_000));
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl TimeSource + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
     }
 
     /// The number of stored events.

@@ -6,8 +6,10 @@ use std::{
 };
 
 use annals_core::{
-    codec::Json, Aggregate, AppendRequest, DomainEvent, EventId, ExpectedVersion, Metadata,
-    NewEvent, Position, RecordedEvent, StreamId, Timestamp, Version,
+    codec::Json,
+    source::{IdSource, TimeSource},
+    Aggregate, AppendRequest, DomainEvent, EventId, ExpectedVersion, Metadata, NewEvent, Position,
+    RecordedEvent, StreamId, Timestamp, Version,
 };
 use serde_json::Value;
 
@@ -45,6 +47,14 @@ impl Ids {
     pub fn next_id(&self) -> EventId {
         let n = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         EventId::from_bytes(((u128::from(self.seed) << 64) | u128::from(n)).to_be_bytes())
+    }
+}
+
+/// Ids injected where a store or repository makes new ones, e.g.
+/// [`Repository::with_ids`](annals_core::Repository::with_ids).
+impl IdSource for Ids {
+    fn next_id(&self) -> EventId {
+        Ids::next_id(self)
     }
 }
 
@@ -108,6 +118,15 @@ impl Clock {
                 .as_unix_micros()
                 .saturating_add(n.saturating_mul(self.step_micros)),
         )
+    }
+}
+
+/// The clock injected where a store records times, e.g.
+/// [`MemoryEventStore::with_clock`](annals_memory::MemoryEventStore::with_clock):
+/// every recorded event is one step later than the one before.
+impl TimeSource for Clock {
+    fn now(&self) -> Timestamp {
+        self.tick()
     }
 }
 

@@ -17,7 +17,7 @@ use crate::{
         wrong_error, wrong_message,
     },
     diff::to_json,
-    or_fail, Fixture, KitError, Mismatch,
+    or_fail, Fixture, Ids, KitError, Mismatch,
 };
 
 /// The store type scenarios run on.
@@ -77,6 +77,7 @@ pub struct StoreTest {
     upcasters: Upcasters,
     snapshot_policy: SnapshotPolicy,
     retry: RetryPolicy,
+    ids: Option<Arc<Ids>>,
     error: Option<KitError>,
 }
 
@@ -146,9 +147,11 @@ impl Seeded {
 }
 
 impl StoreTest {
-    /// A scenario on a fresh [`MemoryEventStore`].
+    /// A scenario on a fresh [`MemoryEventStore`] whose recorded times come from
+    /// a deterministic [`Clock`](crate::Clock) (2026-01-01T00:00:00Z, one second
+    /// per event), so they are the same on every run.
     pub fn memory() -> Self {
-        Self::on(MemoryEventStore::new())
+        Self::on(MemoryEventStore::new().with_clock(crate::Clock::new()))
     }
 
     /// A scenario on `store` (keep a clone of a `MemoryEventStore` to inspect it
@@ -173,6 +176,7 @@ impl StoreTest {
             upcasters: Upcasters::new(),
             snapshot_policy: SnapshotPolicy::default(),
             retry: RetryPolicy::default(),
+            ids: None,
             error: None,
         }
     }
@@ -207,6 +211,15 @@ impl StoreTest {
     #[must_use]
     pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// Ids for the events the command appends (fresh UUID v7 ids unless set), so
+    /// that a test can name them: `Ids::seeded(1)` hands out the same ids on
+    /// every run. Given events get theirs from the fixture.
+    #[must_use]
+    pub fn with_ids(mut self, ids: Ids) -> Self {
+        self.ids = Some(Arc::new(ids));
         self
     }
 
@@ -250,10 +263,14 @@ impl StoreTest {
     }
 
     fn repository(&self) -> Repository<Store> {
-        Repository::new(Arc::clone(&self.store))
+        let repository = Repository::new(Arc::clone(&self.store))
             .with_upcasters(self.upcasters.clone())
             .with_snapshot_policy(self.snapshot_policy)
-            .with_retry_policy(self.retry)
+            .with_retry_policy(self.retry);
+        match &self.ids {
+            Some(ids) => repository.with_ids(Arc::clone(ids)),
+            None => repository,
+        }
     }
 
     /// Stores the given events and snapshots; returns the head position after them.

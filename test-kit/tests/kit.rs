@@ -20,6 +20,7 @@ use annals_test_kit::{
     strategies::{assert_replay, check_replay, events_from_json, histories},
     AggregateTest, Clock, Fixture, Ids, StoreTest,
 };
+use futures::TryStreamExt;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -332,6 +333,52 @@ async fn store_scenarios_cover_snapshots_and_upcasting() {
         .await
         .then_error(|e| matches!(e, AccountError::Insufficient { .. }))
         .then_error_message("insufficient funds: balance 0, asked 1");
+}
+
+/// Ids and recorded times are the same on every run: the command's events take
+/// their ids from the injected `Ids`, the memory scenario's store records times
+/// from a deterministic `Clock`.
+#[tokio::test]
+async fn ids_and_times_are_injectable() {
+    let run = || async {
+        let done = StoreTest::memory()
+            .with_ids(Ids::seeded(9))
+            .given_stored::<Account>("a", [opened()])
+            .when::<Account>("a", &Command::Deposit(5))
+            .await;
+        done.then_expect(&[Deposited { amount: 5 }]);
+        let events: Vec<annals_core::RecordedEvent> = done
+            .store()
+            .read_all(annals_core::ReadAll::forward())
+            .try_collect()
+            .await
+            .unwrap();
+        events
+            .iter()
+            .map(|e| (e.id.to_string(), e.recorded_at.to_string()))
+            .collect::<Vec<_>>()
+    };
+    let first = run().await;
+    assert_eq!(first, run().await);
+    assert_eq!(
+        first.last().unwrap(),
+        &(
+            "00000000-0000-0009-0000-000000000001".to_owned(),
+            "2026-01-01T00:00:01.000000Z".to_owned()
+        ),
+        "the command's event: the first id of seed 9, one clock step after the given event"
+    );
+
+    // The same sources straight on a repository and a memory store.
+    let clock = Clock::starting_at(annals_core::Timestamp::from_unix_micros(0));
+    let store = MemoryEventStore::new().with_clock(clock);
+    let repo = annals_core::Repository::new(store.clone()).with_ids(Ids::seeded(3));
+    repo.execute::<Account>("x", &Command::Open("me"))
+        .await
+        .unwrap();
+    let stored = store.all_events();
+    assert_eq!(stored[0].id, Ids::seeded(3).next_id());
+    assert_eq!(stored[0].recorded_at.as_unix_micros(), 0);
 }
 
 #[tokio::test]

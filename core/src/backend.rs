@@ -28,8 +28,8 @@
 use futures::future::BoxFuture;
 
 use crate::{
-    Capabilities, Committed, Error, EventId, EventStream, PreparedAppend, ReadAll, ReadStream,
-    RecordedEvent, Result, Snapshot, StreamId, Version,
+    consume::AppendSignal, Capabilities, Committed, Error, EventId, EventStream, PreparedAppend,
+    ReadAll, ReadStream, RecordedEvent, Result, Snapshot, StreamId, Version,
 };
 
 /// A storage engine for events. Implement it; use it through
@@ -73,6 +73,15 @@ pub trait Backend: Send + Sync {
 
     /// Deletes the stream's snapshot, if any.
     fn remove_snapshot<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<()>>;
+
+    /// The signal of this backend's subscribers, if it keeps one (an
+    /// [`AppendSignal::new`] held for its lifetime, shared by its clones). Core
+    /// notifies it after every successful [`write`](Backend::write); see
+    /// [`EventStore::append_signal`](crate::EventStore::append_signal). The
+    /// default is none: subscriptions then find new events by polling only.
+    fn append_signal(&self) -> Option<AppendSignal> {
+        None
+    }
 }
 
 /// Converts a version, position or limit to the `i64` SQL databases store.
@@ -126,5 +135,8 @@ impl<B: Backend + ?Sized> Backend for &B {
     }
     fn remove_snapshot<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<()>> {
         (**self).remove_snapshot(stream)
+    }
+    fn append_signal(&self) -> Option<AppendSignal> {
+        (**self).append_signal()
     }
 }

@@ -11,9 +11,9 @@ use futures::{future::BoxFuture, stream::BoxStream, FutureExt, Stream, StreamExt
 use tracing::{field::Empty, Instrument, Span};
 
 use crate::{
-    backend::Backend, AppendRequest, AppendResult, Capabilities, Committed, EventId,
-    ExpectedVersion, NewEvent, ReadAll, ReadStream, RecordedEvent, Result, Snapshot, StreamId,
-    Version,
+    backend::Backend, consume::AppendSignal, AppendRequest, AppendResult, Capabilities, Committed,
+    EventId, ExpectedVersion, NewEvent, ReadAll, ReadStream, RecordedEvent, Result, Snapshot,
+    StreamId, Version,
 };
 
 /// An async stream of stored events, in order, each read lazily from the backend.
@@ -120,6 +120,26 @@ pub trait EventStore: Send + Sync {
 
     /// Deletes the stream's snapshot, if any. Events are never affected.
     fn delete_snapshot<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<()>>;
+
+    /// The signal notified after every append this store commits in this process,
+    /// if the backend has one. [`Subscription`](crate::consume::Subscription)s
+    /// wait on it to deliver new events at once instead of at their next poll;
+    /// without one they poll. Appends by other processes are found by polling.
+    fn append_signal(&self) -> Option<AppendSignal> {
+        None
+    }
+}
+
+/// Writes, then wakes the backend's subscribers (if it has an append signal).
+async fn write_and_signal<B: Backend + ?Sized>(
+    backend: &B,
+    prepared: crate::PreparedAppend,
+) -> Result<Committed> {
+    let committed = backend.write(prepared).await?;
+    if let Some(signal) = backend.append_signal() {
+        signal.notify();
+    }
+    Ok(committed)
 }
 
 fn outcome<T>(result: &Result<T>) -> &'static str {
@@ -185,7 +205,7 @@ impl<B: Backend> EventStore for B {
         }
         traced(span, async move {
             let prepared = request.prepare(&self.limits())?;
-            self.write(prepared).await
+            write_and_signal(self, prepared).await
         })
     }
 
@@ -205,7 +225,7 @@ impl<B: Backend> EventStore for B {
             let prepared = AppendRequest::new()
                 .append(stream, expected, events)
                 .prepare(&self.limits())?;
-            self.write(prepared).await?.into_single()
+            write_and_signal(self, prepared).await?.into_single()
         })
     }
 
@@ -268,6 +288,10 @@ impl<B: Backend> EventStore for B {
         traced(stream_span("annals.delete_snapshot", stream), async move {
             self.remove_snapshot(stream).await
         })
+    }
+
+    fn append_signal(&self) -> Option<AppendSignal> {
+        Backend::append_signal(self)
     }
 }
 
@@ -373,6 +397,9 @@ macro_rules! forward_event_store {
             }
             fn delete_snapshot<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<()>> {
                 (**self).delete_snapshot(stream)
+            }
+            fn append_signal(&self) -> Option<AppendSignal> {
+                (**self).append_signal()
             }
         }
     )*};

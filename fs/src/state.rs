@@ -50,6 +50,8 @@ pub(crate) struct Inner {
     /// Serializes writes and refreshes (the state lock is only held briefly).
     pub(crate) writer: Mutex<()>,
     pub(crate) state: RwLock<State>,
+    /// Wakes this process's subscriptions after its own appends.
+    pub(crate) signal: annals_core::consume::AppendSignal,
 }
 
 /// The files and the index built from them.
@@ -168,6 +170,7 @@ impl FsEventStore {
                 writable: lock,
                 writer: Mutex::new(()),
                 state: RwLock::new(State::default()),
+                signal: annals_core::consume::AppendSignal::new(),
             }),
         };
         {

@@ -3,6 +3,7 @@
 
 use annals_core::{
     backend::{self, Backend},
+    consume::AppendSignal,
     Capabilities, Committed, EventId, EventStream, PreparedAppend, ReadAll, ReadStream,
     RecordedEvent, Result, Snapshot, StreamId, Version,
 };
@@ -17,6 +18,10 @@ use crate::{
 impl Backend for FsEventStore {
     fn limits(&self) -> Capabilities {
         Capabilities::default()
+    }
+
+    fn append_signal(&self) -> Option<AppendSignal> {
+        Some(self.inner.signal.clone())
     }
 
     fn write(&self, append: PreparedAppend) -> BoxFuture<'_, Result<Committed>> {

@@ -7,7 +7,8 @@ use crate::MemoryEventStore;
 
 impl MemoryEventStore {
     pub(crate) fn append_now(&self, append: PreparedAppend) -> Result<Committed> {
-        let mut state = self.write_lock();
+        let mut guard = self.write_lock();
+        let state = &mut *guard;
         let stored: Vec<RecordedEvent> = append
             .event_ids()
             .filter_map(|id| state.event(&id).cloned())
@@ -24,7 +25,6 @@ impl MemoryEventStore {
             .collect();
         let committed = append.committed(&plan, &positions)?;
         let now = self.clock.now();
-        let state = &mut *state;
         for ((stream, version, event), position) in
             append.into_rows(&plan).into_iter().zip(positions)
         {

@@ -9,6 +9,7 @@ use std::{
 
 use annals_core::{
     backend::Backend,
+    consume::AppendSignal,
     source::{SystemClock, TimeSource},
     Capabilities, Committed, EventId, EventStream, PreparedAppend, ReadAll, ReadStream,
     RecordedEvent, Result, Snapshot, StreamId, Version,
@@ -35,6 +36,8 @@ pub struct MemoryEventStore {
     inner: Arc<RwLock<State>>,
     /// The time recorded with each event.
     pub(crate) clock: Arc<dyn TimeSource>,
+    /// Notified after every commit: wakes this store's subscriptions.
+    pub(crate) signal: AppendSignal,
 }
 
 impl Default for MemoryEventStore {
@@ -42,6 +45,7 @@ impl Default for MemoryEventStore {
         MemoryEventStore {
             inner: Arc::default(),
             clock: Arc::new(SystemClock),
+            signal: AppendSignal::new(),
         }
     }
 }
@@ -141,6 +145,10 @@ impl Backend for MemoryEventStore {
 
     fn write(&self, append: PreparedAppend) -> BoxFuture<'_, Result<Committed>> {
         async move { self.append_now(append) }.boxed()
+    }
+
+    fn append_signal(&self) -> Option<AppendSignal> {
+        Some(self.signal.clone())
     }
 
     fn scan_stream(&self, read: ReadStream) -> EventStream<'_> {

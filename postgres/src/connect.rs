@@ -46,6 +46,8 @@ pub(crate) struct Inner {
     pub(crate) queries: Queries,
     pub(crate) schema: String,
     pub(crate) options: PostgresOptions,
+    /// Wakes this process's subscriptions after its own appends.
+    pub(crate) signal: annals_core::consume::AppendSignal,
 }
 
 impl Inner {
@@ -137,6 +139,7 @@ impl PostgresEventStore {
             pool,
             schema,
             options,
+            signal: annals_core::consume::AppendSignal::new(),
         };
         let timeout = inner.options.operation_timeout;
         bounded(timeout, migrate(&inner)).await?;

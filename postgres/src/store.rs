@@ -5,6 +5,7 @@
 
 use annals_core::{
     backend::{from_i64, not_found, Backend},
+    consume::AppendSignal,
     Capabilities, Committed, EventId, EventStream, PreparedAppend, ReadAll, ReadStream,
     RecordedEvent, Result, Snapshot, StreamId, Version,
 };
@@ -80,6 +81,10 @@ impl Backend for PostgresEventStore {
 
     fn get_snapshot<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Option<Snapshot>>> {
         bounded(self.timeout(), self.load_snapshot_now(stream)).boxed()
+    }
+
+    fn append_signal(&self) -> Option<AppendSignal> {
+        Some(self.inner().signal.clone())
     }
 
     fn remove_snapshot<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<()>> {

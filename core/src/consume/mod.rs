@@ -10,9 +10,11 @@
 mod checkpoint;
 mod projection;
 mod replay;
+mod signal;
 mod subscription;
 
 pub use checkpoint::{CheckpointStore, MemoryCheckpoints};
 pub use projection::{ErrorPolicy, Projection, ProjectionError, ProjectionReport};
 pub use replay::{Progress, Replay};
+pub use signal::{AppendSignal, Changed};
 pub use subscription::{Subscribe, SubscribeAll, SubscribeStream, Subscription};

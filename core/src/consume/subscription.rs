@@ -9,11 +9,12 @@ use std::{
         Arc,
     },
     task::{Context, Poll},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
-use futures::{stream::BoxStream, Stream, StreamExt, TryStreamExt};
+use futures::{future::Either, stream::BoxStream, Stream, StreamExt, TryStreamExt};
 
+use super::AppendSignal;
 use crate::{
     timer::sleep, EventStore, Position, ReadAll, ReadFilter, ReadStream, RecordedEvent, Result,
     StreamId, Version,
@@ -21,6 +22,11 @@ use crate::{
 
 const DEFAULT_PAGE: u64 = 512;
 const DEFAULT_IDLE_POLL: Duration = Duration::from_millis(50);
+/// After a wake-up that found nothing new, how long to keep looking at short
+/// intervals, starting at the first and doubling up to the second.
+const WOKEN_WATCH: Duration = Duration::from_secs(30);
+const WOKEN_RETRY_FIRST: Duration = Duration::from_millis(2);
+const WOKEN_RETRY_MAX: Duration = Duration::from_millis(100);
 
 /// A subscription to the whole log (or the part a [`ReadFilter`] selects).
 ///
@@ -76,7 +82,9 @@ impl SubscribeAll {
     }
 
     /// How long a caught-up subscription waits before looking for new events
-    /// (default 50 ms): the upper bound of the delivery latency it adds.
+    /// (default 50 ms). Appends committed by this process wake it at once when
+    /// the backend has an [`AppendSignal`]; the poll bounds the latency for
+    /// the others (another process writing the same database).
     pub fn idle_poll(mut self, wait: Duration) -> Self {
         self.idle_poll = Some(wait);
         self
@@ -157,7 +165,7 @@ pub trait Subscribe: EventStore {
         Subscription::new(
             start,
             start,
-            request.idle_poll,
+            (request.idle_poll, self.append_signal()),
             move |after| {
                 let read = ReadAll::after(Position::new(after)).filter(filter.clone());
                 self.read_all(read.limit(page))
@@ -173,7 +181,7 @@ pub trait Subscribe: EventStore {
         Subscription::new(
             request.after.map_or(0, Version::get),
             0,
-            request.idle_poll,
+            (request.idle_poll, self.append_signal()),
             move |after| {
                 let read = ReadStream::forward(&stream).after(Version::new(after));
                 self.read_stream(read.limit(page))
@@ -186,10 +194,12 @@ pub trait Subscribe: EventStore {
 impl<S: EventStore + ?Sized> Subscribe for S {}
 
 /// Reads a page after the cursor; hands its events out one by one; when a page is
-/// empty (caught up), waits `idle` and reads again. An error ends the stream.
+/// empty (caught up), waits for the append signal or `idle`, whichever comes
+/// first, and reads again. An error ends the stream.
 fn follow_by<'a, F, K>(
     after: u64,
     idle: Duration,
+    signal: Option<AppendSignal>,
     read: F,
     key: K,
 ) -> BoxStream<'a, Result<RecordedEvent>>
@@ -201,6 +211,10 @@ where
         after: u64,
         buffer: VecDeque<RecordedEvent>,
         failed: bool,
+        signal: Option<AppendSignal>,
+        /// Woken by the signal and not yet found what was appended: until when
+        /// to keep looking at short intervals.
+        woken_until: Option<Instant>,
         read: F,
         key: K,
     }
@@ -208,6 +222,8 @@ where
         after,
         buffer: VecDeque::new(),
         failed: false,
+        signal,
+        woken_until: None,
         read,
         key,
     };
@@ -215,19 +231,48 @@ where
         if cursor.failed {
             return None;
         }
+        let mut retry = WOKEN_RETRY_FIRST;
         loop {
             if let Some(event) = cursor.buffer.pop_front() {
                 cursor.after = (cursor.key)(&event);
                 return Some((Ok(event), cursor));
             }
-            match (cursor.read)(cursor.after).try_collect::<Vec<_>>().await {
-                Ok(page) if page.is_empty() => sleep(idle).await,
-                Ok(page) => cursor.buffer.extend(page),
+            // Read the generation before reading the log: an append that commits
+            // after the read has begun bumps it, so the wait below cannot miss it.
+            let seen = cursor.signal.as_ref().map(AppendSignal::generation);
+            let page = match (cursor.read)(cursor.after).try_collect::<Vec<_>>().await {
+                Ok(page) => page,
                 Err(error) => {
                     tracing::warn!(%error, after = cursor.after, "subscription read failed; ending it");
                     cursor.failed = true;
                     return Some((Err(error), cursor));
                 }
+            };
+            if !page.is_empty() {
+                cursor.woken_until = None;
+                cursor.buffer.extend(page);
+                continue;
+            }
+            // Caught up. Woken for an append not readable yet (a backend with a
+            // gap-safe order holds it back behind an older writer)? Keep
+            // looking at short intervals instead of waiting a whole idle poll.
+            if cursor.woken_until.is_some_and(|until| Instant::now() < until) {
+                let wait = retry.min(idle);
+                retry = (retry * 2).min(WOKEN_RETRY_MAX);
+                sleep(wait).await;
+                continue;
+            }
+            cursor.woken_until = None;
+            match (&cursor.signal, seen) {
+                (Some(signal), Some(seen)) => {
+                    let changed = std::pin::pin!(signal.changed(seen));
+                    let poll = std::pin::pin!(sleep(idle));
+                    if let Either::Left(_) = futures::future::select(changed, poll).await {
+                        cursor.woken_until = Some(Instant::now() + WOKEN_WATCH);
+                        retry = WOKEN_RETRY_FIRST;
+                    }
+                }
+                _ => sleep(idle).await,
             }
         }
     })
@@ -244,15 +289,22 @@ pub struct Subscription<'a> {
 
 impl<'a> Subscription<'a> {
     /// Follows `read(cursor)` from `after` (a cursor in `key`'s terms), reporting
-    /// each delivered event's position as progress (starting at `position`).
-    fn new<F, K>(after: u64, position: u64, idle: Option<Duration>, read: F, key: K) -> Self
+    /// each delivered event's position as progress (starting at `position`), and
+    /// waiting for the store's append signal or the idle poll when caught up.
+    fn new<F, K>(
+        after: u64,
+        position: u64,
+        (idle, signal): (Option<Duration>, Option<AppendSignal>),
+        read: F,
+        key: K,
+    ) -> Self
     where
         F: Fn(u64) -> crate::EventStream<'a> + Send + 'a,
         K: Fn(&RecordedEvent) -> u64 + Send + 'a,
     {
         let progress = Arc::new(AtomicU64::new(position));
         let shared = Arc::clone(&progress);
-        let events = follow_by(after, idle.unwrap_or(DEFAULT_IDLE_POLL), read, key)
+        let events = follow_by(after, idle.unwrap_or(DEFAULT_IDLE_POLL), signal, read, key)
             .inspect_ok(move |e| shared.store(e.position.get(), Ordering::Release))
             .boxed();
         Subscription { events, progress }

@@ -88,6 +88,7 @@
 #![deny(missing_docs)]
 
 mod append;
+mod checkpoint;
 mod connect;
 mod error;
 mod options;
@@ -99,6 +100,7 @@ mod sql;
 mod store;
 
 pub use annals_core::*;
+pub use checkpoint::PostgresCheckpoints;
 pub use connect::PostgresEventStore;
 pub use options::PostgresOptions;
 

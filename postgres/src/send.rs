@@ -4,13 +4,18 @@
 
 use sqlx::{postgres::PgConnectOptions, PgPool};
 
-use crate::{PostgresEventStore, PostgresOptions};
+use crate::{PostgresCheckpoints, PostgresEventStore, PostgresOptions};
 
 /// Compile-time proof that every public `async fn` of the crate returns a `Send`
 /// future, so each can run in `tokio::spawn`. Never called: it only has to
 /// type-check (the trait methods return boxed `Send` futures by signature).
 #[allow(dead_code)]
-fn public_futures_are_send(pool: PgPool, connect: PgConnectOptions) {
+fn public_futures_are_send(
+    pool: PgPool,
+    connect: PgConnectOptions,
+    checkpoints: PostgresCheckpoints,
+    conn: &mut sqlx::PgConnection,
+) {
     fn is_send<T: Send>(_: T) {}
     let options = PostgresOptions::default();
     is_send(PostgresEventStore::connect(""));
@@ -21,4 +26,5 @@ fn public_futures_are_send(pool: PgPool, connect: PgConnectOptions) {
     ));
     is_send(PostgresEventStore::from_pool(pool.clone()));
     is_send(PostgresEventStore::from_pool_with(pool, options));
+    is_send(checkpoints.save_in(conn, "", annals_core::Position::START));
 }

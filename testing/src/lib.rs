@@ -27,6 +27,7 @@
 #![deny(missing_docs)]
 
 pub mod cases;
+pub mod checkpoints;
 mod fixture;
 pub mod generators;
 #[cfg(feature = "postgres")]

@@ -43,7 +43,16 @@ impl MemoryCheckpoints {
     }
 }
 
-fn check_name(name: &str) -> Result<()> {
+/// Checks a checkpoint name: 1 to 255 bytes, no NUL. Every [`CheckpointStore`]
+/// applies this rule, so a name valid on one backend is valid on all;
+/// implementations call it first.
+///
+/// ```
+/// use annals_core::consume::check_checkpoint_name;
+/// assert!(check_checkpoint_name("orders-by-status").is_ok());
+/// assert!(check_checkpoint_name("").unwrap_err().is_invalid_input());
+/// ```
+pub fn check_checkpoint_name(name: &str) -> Result<()> {
     if name.is_empty() || name.len() > 255 || name.contains('\0') {
         return Err(Error::invalid_input(format!(
             "checkpoint name `{}` must be 1 to 255 bytes without NUL",
@@ -56,7 +65,7 @@ fn check_name(name: &str) -> Result<()> {
 impl CheckpointStore for MemoryCheckpoints {
     fn load<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Position>>> {
         async move {
-            check_name(name)?;
+            check_checkpoint_name(name)?;
             let saved = self.saved.lock().unwrap_or_else(PoisonError::into_inner);
             Ok(saved.get(name).copied())
         }
@@ -65,7 +74,7 @@ impl CheckpointStore for MemoryCheckpoints {
 
     fn save<'a>(&'a self, name: &'a str, position: Position) -> BoxFuture<'a, Result<()>> {
         async move {
-            check_name(name)?;
+            check_checkpoint_name(name)?;
             let mut saved = self.saved.lock().unwrap_or_else(PoisonError::into_inner);
             let entry = saved.entry(name.to_owned()).or_insert(position);
             *entry = (*entry).max(position);
@@ -76,7 +85,7 @@ impl CheckpointStore for MemoryCheckpoints {
 
     fn reset<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<()>> {
         async move {
-            check_name(name)?;
+            check_checkpoint_name(name)?;
             self.saved
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)

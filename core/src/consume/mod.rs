@@ -13,7 +13,7 @@ mod replay;
 mod signal;
 mod subscription;
 
-pub use checkpoint::{CheckpointStore, MemoryCheckpoints};
+pub use checkpoint::{check_checkpoint_name, CheckpointStore, MemoryCheckpoints};
 pub use projection::{ErrorPolicy, Projection, ProjectionError, ProjectionReport};
 pub use replay::{Progress, Replay};
 pub use signal::{AppendSignal, Changed};

@@ -1,0 +1,10 @@
+//! `MemoryCheckpoints` (annals-core) under the shared checkpoint contract.
+#![allow(missing_docs)]
+
+#[tokio::test]
+async fn memory_checkpoints_keep_the_contract() {
+    annals_testing::checkpoints::checkpoint_store_contract(
+        &annals_core::consume::MemoryCheckpoints::new(),
+    )
+    .await;
+}

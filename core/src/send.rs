@@ -33,14 +33,21 @@ fn repository_futures_are_send<S, C, A>(
     }));
 }
 
-fn consume_futures_are_send<S, C>(
+fn consume_futures_are_send<S, C, L>(
     store: &S,
     checkpoints: &C,
+    leases: &L,
     projection: &crate::consume::Projection,
 ) where
     S: EventStore + ?Sized,
     C: crate::consume::CheckpointStore + ?Sized,
+    L: crate::consume::LeaseProvider + ?Sized,
 {
+    is_send(
+        projection.run_as_leader(leases, store, checkpoints, |_event| async {
+            Ok::<(), std::io::Error>(())
+        }),
+    );
     is_send(projection.run(store, checkpoints, |_event| async {
         Ok::<(), std::io::Error>(())
     }));

@@ -8,3 +8,9 @@ async fn memory_checkpoints_keep_the_contract() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn memory_leases_keep_the_contract() {
+    let leases = annals_core::consume::MemoryLeases::new();
+    annals_testing::leases::lease_provider_contract(&leases, &leases.clone()).await;
+}

@@ -91,6 +91,7 @@ mod append;
 mod checkpoint;
 mod connect;
 mod error;
+mod lease;
 mod options;
 mod read;
 mod row;
@@ -102,6 +103,7 @@ mod store;
 pub use annals_core::*;
 pub use checkpoint::PostgresCheckpoints;
 pub use connect::PostgresEventStore;
+pub use lease::PostgresLeases;
 pub use options::PostgresOptions;
 
 /// The sqlx types this crate's API mentions ([`PgPool`](sqlx::PgPool),

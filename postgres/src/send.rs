@@ -13,7 +13,7 @@ use crate::{PostgresCheckpoints, PostgresEventStore, PostgresOptions};
 fn public_futures_are_send(
     pool: PgPool,
     connect: PgConnectOptions,
-    checkpoints: PostgresCheckpoints,
+    checkpoints: &PostgresCheckpoints,
     conn: &mut sqlx::PgConnection,
 ) {
     fn is_send<T: Send>(_: T) {}

@@ -86,6 +86,7 @@ pub use annals_core::*;
 
 mod append;
 mod error;
+mod lease;
 mod open;
 mod options;
 mod read;
@@ -97,5 +98,6 @@ mod sql;
 mod store;
 mod writer;
 
+pub use lease::SqliteLeases;
 pub use open::{OpenError, SqliteEventStore};
 pub use options::{SqliteOptions, Synchronous};

@@ -28,6 +28,7 @@
 
 pub mod cases;
 pub mod checkpoints;
+pub mod leases;
 mod fixture;
 pub mod generators;
 #[cfg(feature = "postgres")]

@@ -8,12 +8,14 @@
 //! delivers one twice within a run.
 
 mod checkpoint;
+mod lease;
 mod projection;
 mod replay;
 mod signal;
 mod subscription;
 
 pub use checkpoint::{check_checkpoint_name, CheckpointStore, MemoryCheckpoints};
+pub use lease::{Lease, LeaseProvider, MemoryLeases};
 pub use projection::{ErrorPolicy, Projection, ProjectionError, ProjectionReport};
 pub use replay::{Progress, Replay};
 pub use signal::{AppendSignal, Changed};

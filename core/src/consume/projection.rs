@@ -6,7 +6,7 @@ use std::{future::Future, time::Duration};
 use futures::TryStreamExt;
 
 use crate::{
-    consume::{CheckpointStore, Subscribe, SubscribeAll},
+    consume::{CheckpointStore, Lease, LeaseProvider, Subscribe, SubscribeAll},
     timer::sleep,
     BoxError, Error, EventStore, Position, ReadFilter, RecordedEvent,
 };
@@ -49,6 +49,13 @@ pub enum ProjectionError {
     /// Reading the log or saving the checkpoint failed.
     #[error(transparent)]
     Store(#[from] Error),
+    /// The leader lease was lost while running (see [`Lease`]); another instance
+    /// may have taken over. The checkpoint holds the last event handled.
+    #[error("projection `{name}` lost its leader lease")]
+    LeaseLost {
+        /// The projection.
+        name: String,
+    },
 }
 
 /// What a [`Projection`] run did.
@@ -154,8 +161,55 @@ impl Projection {
 
     /// Runs the projection. Cancel it by dropping the future: the checkpoint holds
     /// the last event fully handled.
+    ///
+    /// Nothing stops two instances from running at once; when several processes
+    /// may start it, use [`run_as_leader`](Projection::run_as_leader).
     pub async fn run<S, C, H, Fut, E>(
         &self,
+        store: &S,
+        checkpoints: &C,
+        handler: H,
+    ) -> Result<ProjectionReport, ProjectionError>
+    where
+        S: EventStore + ?Sized,
+        C: CheckpointStore + ?Sized,
+        H: FnMut(&RecordedEvent) -> Fut + Send,
+        Fut: Future<Output = Result<(), E>> + Send,
+        E: Into<BoxError>,
+    {
+        self.run_holding(None, store, checkpoints, handler).await
+    }
+
+    /// Waits for the projection's leader lease (named like the projection), then
+    /// runs it as [`run`](Projection::run) does, as the only instance across the
+    /// processes sharing `leases`' database. A second instance waits here and
+    /// takes over when the first stops, is cancelled or dies. Before each event
+    /// the lease is checked; a lost lease ends the run with
+    /// [`ProjectionError::LeaseLost`].
+    pub async fn run_as_leader<L, S, C, H, Fut, E>(
+        &self,
+        leases: &L,
+        store: &S,
+        checkpoints: &C,
+        handler: H,
+    ) -> Result<ProjectionReport, ProjectionError>
+    where
+        L: LeaseProvider + ?Sized,
+        S: EventStore + ?Sized,
+        C: CheckpointStore + ?Sized,
+        H: FnMut(&RecordedEvent) -> Fut + Send,
+        Fut: Future<Output = Result<(), E>> + Send,
+        E: Into<BoxError>,
+    {
+        let lease = leases.acquire(&self.name).await?;
+        tracing::info!(projection = %self.name, "holding the leader lease");
+        self.run_holding(Some(&lease), store, checkpoints, handler)
+            .await
+    }
+
+    async fn run_holding<S, C, H, Fut, E>(
+        &self,
+        lease: Option<&Lease>,
         store: &S,
         checkpoints: &C,
         mut handler: H,
@@ -167,6 +221,13 @@ impl Projection {
         Fut: Future<Output = Result<(), E>> + Send,
         E: Into<BoxError>,
     {
+        let lost = || {
+            lease
+                .is_some_and(|l| !l.is_held())
+                .then(|| ProjectionError::LeaseLost {
+                    name: self.name.clone(),
+                })
+        };
         let start = checkpoints.load(&self.name).await?;
         let mut report = ProjectionReport {
             checkpoint: start,
@@ -183,6 +244,9 @@ impl Projection {
             let Some(event) = events.try_next().await? else {
                 break;
             };
+            if let Some(lost) = lost() {
+                return Err(lost);
+            }
             let mut attempt = 1_u32;
             loop {
                 let failure = match handler(&event).await {
@@ -212,6 +276,9 @@ impl Projection {
                         })
                     }
                 }
+            }
+            if let Some(lost) = lost() {
+                return Err(lost);
             }
             checkpoints.save(&self.name, event.position).await?;
             report.checkpoint = Some(event.position);

@@ -71,7 +71,25 @@ pub enum Error {
     #[error("operation timed out after {0:?}")]
     Timeout(std::time::Duration),
 
-    /// The storage backend failed (I/O, connection, driver error, corrupt file, …).
+    /// The database could not be reached, or the connection broke (a server
+    /// restart, a failover, a network fault). Retrying later may succeed.
+    ///
+    /// For a read, nothing was returned past what was already delivered. For an
+    /// append, the outcome is **unknown** when the connection broke after the
+    /// request was sent: retry it with the same event ids, which makes the retry
+    /// idempotent (a request that did commit is answered with its original
+    /// result).
+    #[error("database unavailable: {message}: {source}")]
+    Unavailable {
+        /// What was being done.
+        message: String,
+        /// The driver's error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The storage backend failed (I/O, driver error, corrupt file, …) in a way
+    /// retrying will not fix.
     #[error("backend error: {message}: {source}")]
     Backend {
         /// What the store was doing.
@@ -157,6 +175,22 @@ impl Error {
             message: message.into(),
             source: source.into(),
         }
+    }
+
+    /// Builds an [`Error::Unavailable`] from a driver's connection error and what
+    /// was being done.
+    pub fn unavailable(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Unavailable {
+            message: message.into(),
+            source: source.into(),
+        }
+    }
+
+    /// True for errors that may go away on their own: [`Error::Timeout`] and
+    /// [`Error::Unavailable`]. Retry those (an append with the same event ids);
+    /// the others will fail the same way again.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Timeout(_) | Error::Unavailable { .. })
     }
 
     /// Builds an [`Error::Codec`] from a codec error and what was being (de)coded.

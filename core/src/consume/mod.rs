@@ -19,4 +19,4 @@ pub use lease::{Lease, LeaseProvider, MemoryLeases};
 pub use projection::{ErrorPolicy, Projection, ProjectionError, ProjectionReport};
 pub use replay::{Progress, Replay};
 pub use signal::{AppendSignal, Changed};
-pub use subscription::{Subscribe, SubscribeAll, SubscribeStream, Subscription};
+pub use subscription::{Subscribe, SubscribeAll, SubscribeStream, Subscription, SubscriptionState};

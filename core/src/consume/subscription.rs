@@ -6,7 +6,7 @@ use std::{
     pin::Pin,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc,
+        Arc, Mutex, PoisonError,
     },
     task::{Context, Poll},
     time::{Duration, Instant},
@@ -27,6 +27,9 @@ const DEFAULT_IDLE_POLL: Duration = Duration::from_millis(50);
 const WOKEN_WATCH: Duration = Duration::from_secs(30);
 const WOKEN_RETRY_FIRST: Duration = Duration::from_millis(2);
 const WOKEN_RETRY_MAX: Duration = Duration::from_millis(100);
+/// Backoff between reads that failed with a transient error.
+const ERROR_RETRY_FIRST: Duration = Duration::from_millis(100);
+const ERROR_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// A subscription to the whole log (or the part a [`ReadFilter`] selects).
 ///
@@ -193,15 +196,49 @@ pub trait Subscribe: EventStore {
 
 impl<S: EventStore + ?Sized> Subscribe for S {}
 
+/// What a [`Subscription`] is doing; see [`Subscription::state`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SubscriptionState {
+    /// Reading the events stored before it started.
+    CatchingUp,
+    /// Caught up: following new events as they are appended.
+    Live,
+    /// Reads fail with a transient error ([`Error::is_transient`](crate::Error::is_transient):
+    /// the database is restarting, failing over or out of reach). The
+    /// subscription retries with backoff (100 ms doubling to 5 s) and resumes
+    /// after the last delivered event; nothing is skipped or repeated.
+    Retrying {
+        /// Failed reads in a row.
+        attempts: u32,
+        /// The last error.
+        error: String,
+    },
+}
+
+/// Where a subscription is, shared between its stream and its handle.
+#[derive(Debug)]
+struct Shared {
+    position: AtomicU64,
+    state: Mutex<SubscriptionState>,
+}
+
+impl Shared {
+    fn set(&self, state: SubscriptionState) {
+        *self.state.lock().unwrap_or_else(PoisonError::into_inner) = state;
+    }
+}
+
 /// Reads a page after the cursor; hands its events out one by one; when a page is
 /// empty (caught up), waits for the append signal or `idle`, whichever comes
-/// first, and reads again. An error ends the stream.
+/// first, and reads again. A transient read error is retried with backoff; any
+/// other error ends the stream.
 fn follow_by<'a, F, K>(
     after: u64,
     idle: Duration,
     signal: Option<AppendSignal>,
-    read: F,
-    key: K,
+    shared: Arc<Shared>,
+    (read, key): (F, K),
 ) -> BoxStream<'a, Result<RecordedEvent>>
 where
     F: Fn(u64) -> crate::EventStream<'a> + Send + 'a,
@@ -215,6 +252,7 @@ where
         /// Woken by the signal and not yet found what was appended: until when
         /// to keep looking at short intervals.
         woken_until: Option<Instant>,
+        shared: Arc<Shared>,
         read: F,
         key: K,
     }
@@ -224,6 +262,7 @@ where
         failed: false,
         signal,
         woken_until: None,
+        shared,
         read,
         key,
     };
@@ -232,6 +271,8 @@ where
             return None;
         }
         let mut retry = WOKEN_RETRY_FIRST;
+        let mut failures = 0_u32;
+        let mut backoff = ERROR_RETRY_FIRST;
         loop {
             if let Some(event) = cursor.buffer.pop_front() {
                 cursor.after = (cursor.key)(&event);
@@ -242,12 +283,29 @@ where
             let seen = cursor.signal.as_ref().map(AppendSignal::generation);
             let page = match (cursor.read)(cursor.after).try_collect::<Vec<_>>().await {
                 Ok(page) => page,
+                Err(error) if error.is_transient() => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(%error, after = cursor.after, attempts = failures, "subscription read failed; retrying");
+                    cursor.shared.set(SubscriptionState::Retrying {
+                        attempts: failures,
+                        error: error.to_string(),
+                    });
+                    sleep(backoff).await;
+                    backoff = (backoff * 2).min(ERROR_RETRY_MAX);
+                    continue;
+                }
                 Err(error) => {
                     tracing::warn!(%error, after = cursor.after, "subscription read failed; ending it");
                     cursor.failed = true;
                     return Some((Err(error), cursor));
                 }
             };
+            if failures > 0 {
+                tracing::info!(after = cursor.after, attempts = failures, "subscription reads again");
+                failures = 0;
+                backoff = ERROR_RETRY_FIRST;
+                cursor.shared.set(SubscriptionState::CatchingUp);
+            }
             if !page.is_empty() {
                 cursor.woken_until = None;
                 cursor.buffer.extend(page);
@@ -263,6 +321,7 @@ where
                 continue;
             }
             cursor.woken_until = None;
+            cursor.shared.set(SubscriptionState::Live);
             match (&cursor.signal, seen) {
                 (Some(signal), Some(seen)) => {
                     let changed = std::pin::pin!(signal.changed(seen));
@@ -280,11 +339,13 @@ where
 }
 
 /// A live subscription: a `futures::Stream` of events, in order, each once. It
-/// catches up first and then follows new events; it ends only with an error, and
-/// does nothing while not polled (a slow consumer holds at most one page).
+/// catches up first and then follows new events; it does nothing while not
+/// polled (a slow consumer holds at most one page). Transient read errors are
+/// retried (see [`SubscriptionState::Retrying`]); it ends only with another
+/// error, or when dropped.
 pub struct Subscription<'a> {
     events: BoxStream<'a, Result<RecordedEvent>>,
-    progress: Arc<AtomicU64>,
+    shared: Arc<Shared>,
 }
 
 impl<'a> Subscription<'a> {
@@ -302,18 +363,40 @@ impl<'a> Subscription<'a> {
         F: Fn(u64) -> crate::EventStream<'a> + Send + 'a,
         K: Fn(&RecordedEvent) -> u64 + Send + 'a,
     {
-        let progress = Arc::new(AtomicU64::new(position));
-        let shared = Arc::clone(&progress);
-        let events = follow_by(after, idle.unwrap_or(DEFAULT_IDLE_POLL), signal, read, key)
-            .inspect_ok(move |e| shared.store(e.position.get(), Ordering::Release))
-            .boxed();
-        Subscription { events, progress }
+        let shared = Arc::new(Shared {
+            position: AtomicU64::new(position),
+            state: Mutex::new(SubscriptionState::CatchingUp),
+        });
+        let progress = Arc::clone(&shared);
+        let events = follow_by(
+            after,
+            idle.unwrap_or(DEFAULT_IDLE_POLL),
+            signal,
+            Arc::clone(&shared),
+            (read, key),
+        )
+        .inspect_ok(move |e| {
+            progress.position.store(e.position.get(), Ordering::Release);
+        })
+        .boxed();
+        Subscription { events, shared }
     }
 
     /// The position of the last event delivered (the checkpoint to resume after),
     /// or the starting point if none was delivered yet.
     pub fn position(&self) -> Position {
-        Position::new(self.progress.load(Ordering::Acquire))
+        Position::new(self.shared.position.load(Ordering::Acquire))
+    }
+
+    /// What the subscription is doing: catching up, live, or retrying after
+    /// transient read errors (with the last one) — for health checks and
+    /// dashboards.
+    pub fn state(&self) -> SubscriptionState {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -321,6 +404,7 @@ impl std::fmt::Debug for Subscription<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Subscription")
             .field("position", &self.position())
+            .field("state", &self.state())
             .finish_non_exhaustive()
     }
 }

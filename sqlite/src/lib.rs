@@ -85,6 +85,7 @@
 pub use annals_core::*;
 
 mod append;
+mod checkpoint;
 mod error;
 mod lease;
 mod open;
@@ -98,6 +99,10 @@ mod sql;
 mod store;
 mod writer;
 
+pub use checkpoint::SqliteCheckpoints;
+/// The sqlx this crate uses, re-exported for [`SqliteCheckpoints::save_in`] and
+/// [`SqliteEventStore::reader_pool`], so you use the same version.
+pub use sqlx;
 pub use lease::SqliteLeases;
 pub use open::{OpenError, SqliteEventStore};
 pub use options::{SqliteOptions, Synchronous};

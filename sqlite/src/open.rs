@@ -49,6 +49,8 @@ pub struct SqliteEventStore {
     pub(crate) rusqlite_readers: Arc<RusqliteReaders>,
     pub(crate) acquire_timeout: Duration,
     pub(crate) options: SqliteOptions,
+    /// The checkpoints of an in-memory store (a file store keeps them in the file).
+    pub(crate) memory_checkpoints: annals_core::consume::MemoryCheckpoints,
 }
 
 impl SqliteEventStore {
@@ -76,6 +78,7 @@ impl SqliteEventStore {
             rusqlite_readers: Arc::new(connections.rusqlite_readers),
             acquire_timeout: options.acquire_timeout,
             options,
+            memory_checkpoints: annals_core::consume::MemoryCheckpoints::new(),
         })
     }
 

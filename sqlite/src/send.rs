@@ -6,7 +6,11 @@ use crate::{SqliteEventStore, SqliteOptions};
 /// Every public async fn of the crate returns a `Send` future (compile-time check;
 /// never called).
 #[allow(dead_code)]
-fn _assert_send(store: &SqliteEventStore, options: SqliteOptions) {
+fn _assert_send(
+    store: &SqliteEventStore,
+    options: SqliteOptions,
+    conn: &mut sqlx::SqliteConnection,
+) {
     fn is_send<T: Send>(_: T) {}
     is_send(SqliteEventStore::open("events.db"));
     is_send(SqliteEventStore::in_memory());
@@ -14,4 +18,9 @@ fn _assert_send(store: &SqliteEventStore, options: SqliteOptions) {
     is_send(options.open());
     is_send(store.close());
     is_send(store.backup_to("backup.db"));
+    is_send(
+        store
+            .checkpoints()
+            .save_in(conn, "", annals_core::Position::START),
+    );
 }

@@ -100,9 +100,9 @@ mod store;
 mod writer;
 
 pub use checkpoint::SqliteCheckpoints;
-/// The sqlx this crate uses, re-exported for [`SqliteCheckpoints::save_in`] and
-/// [`SqliteEventStore::reader_pool`], so you use the same version.
-pub use sqlx;
 pub use lease::SqliteLeases;
 pub use open::{OpenError, SqliteEventStore};
 pub use options::{SqliteOptions, Synchronous};
+/// The sqlx this crate uses, re-exported for [`SqliteCheckpoints::save_in`] and
+/// [`SqliteEventStore::reader_pool`], so you use the same version.
+pub use sqlx;

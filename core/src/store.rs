@@ -19,7 +19,8 @@ use crate::{
 /// An async stream of stored events, in order, each read lazily from the backend.
 ///
 /// Reading a million events through it runs in bounded memory. An `Err` item ends
-/// the stream.
+/// the stream. Once ended it stays ended: polling it again returns `None` (it
+/// never panics), so a caller can read in batches until a short one.
 pub type EventStream<'a> = BoxStream<'a, Result<RecordedEvent>>;
 
 /// An append-only log of events grouped in streams, with optimistic concurrency.
@@ -304,24 +305,25 @@ fn traced_read<'a>(
 ) -> EventStream<'a> {
     if empty {
         futures::stream::empty().boxed()
-    } else if span.is_disabled() {
-        scan()
     } else {
+        let span = (!span.is_disabled()).then_some(span);
         Traced::new(scan(), span).boxed()
     }
 }
 
-/// A read's event stream, polled inside its span; records how many events it gave
-/// and how it ended.
+/// A read's event stream as the contract promises it: it ends for good after
+/// its last event or its first error (polling it again returns `None`, whatever
+/// the backend's stream would do), and, when a subscriber wants the span, is
+/// polled inside it and records how many events it gave and how it ended.
 struct Traced<'a> {
     inner: EventStream<'a>,
-    span: Span,
+    span: Option<Span>,
     events: u64,
     done: bool,
 }
 
 impl<'a> Traced<'a> {
-    fn new(inner: EventStream<'a>, span: Span) -> Self {
+    fn new(inner: EventStream<'a>, span: Option<Span>) -> Self {
         Traced {
             inner,
             span,
@@ -333,8 +335,10 @@ impl<'a> Traced<'a> {
     fn finish(&mut self, outcome: &'static str) {
         if !self.done {
             self.done = true;
-            self.span.record("events", self.events);
-            self.span.record("outcome", outcome);
+            if let Some(span) = &self.span {
+                span.record("events", self.events);
+                span.record("outcome", outcome);
+            }
         }
     }
 }
@@ -344,9 +348,15 @@ impl Stream for Traced<'_> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        let polled = {
-            let _entered = this.span.enter();
-            this.inner.poll_next_unpin(cx)
+        if this.done {
+            return Poll::Ready(None);
+        }
+        let polled = match &this.span {
+            Some(span) => {
+                let _entered = span.enter();
+                this.inner.poll_next_unpin(cx)
+            }
+            None => this.inner.poll_next_unpin(cx),
         };
         match &polled {
             Poll::Ready(Some(Ok(_))) => this.events += 1,

@@ -119,6 +119,7 @@ macro_rules! conformance_suite {
             backward_reads_return_newest_first,
             read_all_glob_matches_reference_semantics,
             capabilities_are_reported_and_enforced,
+            finished_reads_stay_finished,
             // consuming the log: subscriptions, checkpoints, projections, replays
             subscription_catches_up_then_follows_live,
             subscription_resumes_after_checkpoint,

@@ -297,3 +297,33 @@ pub async fn capabilities_are_reported_and_enforced(store: Arc<dyn EventStore>) 
     assert!(err.is_invalid_input(), "{err:?}");
     assert!(all_events(&*store).await.is_empty());
 }
+
+/// A read that ended stays ended: polling it again (as a batching loop does)
+/// returns `None` on every backend, never panics, never restarts.
+pub async fn finished_reads_stay_finished(store: Arc<dyn EventStore>) {
+    use futures::StreamExt;
+    let stream = sid("fused");
+    store
+        .append(&stream, ExpectedVersion::NoStream, batch(0, 3))
+        .await
+        .unwrap();
+    let reads = [
+        store.read_all(ReadAll::forward()),
+        store.read_all(ReadAll::forward().limit(2)),
+        store.read_all(ReadAll::backward()),
+        store.read_stream(ReadStream::forward(&stream)),
+        store.read_stream(ReadStream::backward(&stream).limit(1)),
+        store.read_stream(ReadStream::forward(&sid("fused-missing"))),
+    ];
+    for mut read in reads {
+        let mut n = 0;
+        while let Some(event) = read.next().await {
+            event.unwrap();
+            n += 1;
+        }
+        assert!(n <= 3);
+        for _ in 0..3 {
+            assert!(read.next().await.is_none(), "an ended read stays ended");
+        }
+    }
+}

@@ -27,6 +27,8 @@ COMMANDS:
     cancel <order> [reason…]                cancel an order that has not shipped
     show <order>                            print one order
     list                                    print every order
+    list --by-status                        orders grouped by status, from a read model
+                                            a projection keeps (only new events are read)
 
 EXIT CODES:
     0 success, 1 command rejected by a business rule or order not found,
@@ -53,6 +55,7 @@ pub(crate) enum Action {
         order: String,
     },
     List,
+    ListByStatus,
 }
 
 /// Parsed command line.
@@ -180,8 +183,12 @@ fn action(args: Vec<String>) -> Result<Action, UsageError> {
             Action::Demo
         }
         "list" => {
-            arity(0, 0)?;
-            Action::List
+            arity(0, 1)?;
+            match rest.first().map(String::as_str) {
+                None => Action::List,
+                Some("--by-status") => Action::ListByStatus,
+                Some(other) => return Err(usage(format!("unknown list option `{other}`"))),
+            }
         }
         "show" => {
             arity(1, 1)?;

@@ -23,6 +23,7 @@ macro_rules! say {
 }
 
 mod app;
+mod by_status;
 mod cli;
 mod demo;
 mod order;
@@ -115,6 +116,28 @@ async fn run(cli: Cli) -> Result<(), AppError> {
                     verbose: cli.verbose,
                 }
             );
+        }
+        Action::ListByStatus => {
+            let file = by_status::read_model_file(&cli.storage);
+            let model = by_status::update(app.repo.store().as_ref(), &file).await?;
+            if cli.verbose {
+                say!(
+                    "read model {}: {} new event(s) handled",
+                    file.display(),
+                    model.handled
+                );
+            }
+            if model.rows.is_empty() {
+                say!("no orders yet — try `order-processing demo`");
+            }
+            let mut current = None;
+            for (status, order) in &model.rows {
+                if current != Some(status) {
+                    say!("{status}:");
+                    current = Some(status);
+                }
+                say!("  {order}");
+            }
         }
         Action::List => {
             let ids = app.order_ids().await?;

@@ -9,7 +9,9 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    clippy::print_stdout,
+    clippy::cast_sign_loss
 )]
 
 mod common;
@@ -208,8 +210,16 @@ async fn a_second_process_takes_over_when_the_leader_is_killed() {
     let takeover = killed.elapsed();
     println!("takeover after SIGKILL: {takeover:?}");
 
-    let checkpoint = store.checkpoints().load(NAME).await.unwrap();
-    assert_eq!(checkpoint, Some(Position::new(*third.last().unwrap())));
+    // The handler prints before the projection saves the checkpoint: wait for it.
+    let last = Some(Position::new(*third.last().unwrap()));
+    let start = Instant::now();
+    while store.checkpoints().load(NAME).await.unwrap() != last {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the new leader saves its checkpoint"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // At-least-once across the takeover: the second instance handled every
     // event after the first one's last saved checkpoint (at most the one the
     // first was killed on again), in order, and nothing before it.

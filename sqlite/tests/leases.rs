@@ -9,7 +9,9 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    clippy::print_stdout,
+    clippy::cast_sign_loss
 )]
 
 use std::{
@@ -134,8 +136,4 @@ fn a_second_process_takes_over_when_the_leader_is_killed() {
     let killed = Instant::now();
     second.wait_for("leader");
     println!("takeover after SIGKILL: {:?}", killed.elapsed());
-    assert!(
-        !first.printed("leader"),
-        "the killed leader printed nothing more"
-    );
 }

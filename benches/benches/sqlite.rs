@@ -1,12 +1,28 @@
-//! SQLite backend: append and replay throughput (events/s), against the same SQL
-//! done directly through sqlx as the ratio base.
+//! SQLite backend: append and replay throughput (events/s), against two bases: the
+//! same SQL done directly through sqlx, and a hand-written rusqlite loop (the best a
+//! user would write by hand: one `BEGIN IMMEDIATE` transaction per append call with a
+//! version check inside it, one cached prepared `INSERT` per event, `COMMIT`).
 //!
-//! `cargo bench -p annals-benches --bench sqlite` (about 2.5 minutes; add `-- --quick`
-//! for a short run). Groups:
+//! `cargo bench -p annals-benches --bench sqlite` (add `-- --quick` for a short run).
+//! `ANNALS_BENCH_SYNC=full|normal` restricts the durability modes measured (default:
+//! both; both sides of a comparison always run at the same `synchronous` setting).
+//! `ANNALS_BENCH_LATENCY=1` also runs the latency pass (below). Groups:
+//!
+//! * `sqlite/{full,normal}/append100`, `sqlite_loop/{full,normal}/append100` — one
+//!   100-event append to a new stream, annals against the rusqlite loop.
+//! * `sqlite/{full,normal}/single/{1,4,16,64}`, `sqlite_loop/…` — single-event
+//!   appends (`Exact` version) from that many tasks, each to its own stream; the loop
+//!   shares one connection behind a `Mutex`, each append on `spawn_blocking`.
+//! * `sqlite/load_stream/10000`, `sqlite_loop/load_stream/10000` — load and fold one
+//!   10,000-event stream (read_stream against the loop's `SELECT … ORDER BY version`).
+//! * paired passes (`ANNALS_BENCH_LATENCY=1`, any filter; printed to stderr):
+//!   100-event batches, annals and the loop alternating round by round (median
+//!   ratio); then single-event appends from 1/4/16/64 tasks, events/s and p50/p99
+//!   latency per append, for annals, annals with `max_group(1)`, and the loop.
 //!
 //! * `sqlite/append/{1,10,100,1000}` — one `append` of a batch of that many events to
 //!   a new stream (`ExpectedVersion::NoStream`): validation, id lookup, version
-//!   check, multi-row insert, commit (WAL, `synchronous = NORMAL`).
+//!   check, multi-row insert, commit (WAL, `synchronous = FULL`, the default).
 //! * `sqlite_raw/append/{n}` — the base: `BEGIN IMMEDIATE`, the same multi-row
 //!   `INSERT` of the same rows, `COMMIT`, on a plain sqlx connection to a file with
 //!   the same schema and pragmas; no checks.
@@ -23,15 +39,21 @@
     missing_docs,
     clippy::unwrap_used,
     clippy::expect_used,
-    clippy::cast_possible_wrap
+    clippy::cast_possible_wrap,
+    clippy::cast_possible_truncation,
+    clippy::cast_precision_loss,
+    clippy::cast_sign_loss,
+    clippy::indexing_slicing,
+    clippy::print_stderr
 )]
 
 use std::{
     path::Path,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc,
+        Arc, Mutex,
     },
+    time::{Duration, Instant},
 };
 
 use annals_benches::{
@@ -39,7 +61,8 @@ use annals_benches::{
     transfer_group,
 };
 use annals_sqlite::{
-    EventId, EventStore, ExpectedVersion, SqliteEventStore, StreamId, Timestamp, Version,
+    EventId, EventStore, ExpectedVersion, SqliteEventStore, SqliteOptions, StreamId, Synchronous,
+    Timestamp, Version,
 };
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use futures::StreamExt;
@@ -62,7 +85,7 @@ async fn raw_pool(path: &Path, max: u32) -> SqlitePool {
             SqliteConnectOptions::new()
                 .filename(path)
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
+                .synchronous(SqliteSynchronous::Full)
                 .statement_cache_capacity(512),
         )
         .await
@@ -367,5 +390,488 @@ fn transfer(c: &mut Criterion) {
     transfer_group(c, &rt, "sqlite", &store);
 }
 
-criterion_group!(benches, append, replay, transfer);
+criterion_group!(
+    benches,
+    append,
+    versus_loop,
+    load_stream,
+    latency,
+    replay,
+    transfer
+);
 criterion_main!(benches);
+
+// ---------------------------------------------------------------------------------
+// The hand-written rusqlite loop, and annals against it at the same durability.
+// ---------------------------------------------------------------------------------
+
+/// A durability mode both sides of a comparison run at.
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    Full,
+    Normal,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Full => "full",
+            Mode::Normal => "normal",
+        }
+    }
+
+    fn synchronous(self) -> Synchronous {
+        match self {
+            Mode::Full => Synchronous::Full,
+            Mode::Normal => Synchronous::Normal,
+        }
+    }
+}
+
+/// The modes to measure: `ANNALS_BENCH_SYNC=full|normal`, both by default.
+fn modes() -> Vec<Mode> {
+    match std::env::var("ANNALS_BENCH_SYNC").as_deref() {
+        Ok("full") => vec![Mode::Full],
+        Ok("normal") => vec![Mode::Normal],
+        _ => vec![Mode::Full, Mode::Normal],
+    }
+}
+
+/// An annals store at `mode` in a new file.
+async fn store_at(path: &Path, mode: Mode) -> SqliteEventStore {
+    SqliteOptions::new(path)
+        .synchronous(mode.synchronous())
+        .open()
+        .await
+        .unwrap()
+}
+
+const METADATA: &str = r#"{"correlation_id":"bench-request"}"#;
+const INSERT_ONE: &str = "INSERT INTO events (position, event_id, stream_id, version, event_type, content_type, payload, metadata, recorded_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
+/// The loop's connection: a file with the annals schema (created by the store, then
+/// closed), WAL, `synchronous` at `mode`, cached prepared statements.
+async fn loop_conn(path: &Path, mode: Mode) -> rusqlite::Connection {
+    store_at(path, mode).await.close().await;
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.pragma_update(None, "synchronous", mode.name())
+        .unwrap();
+    conn.set_prepared_statement_cache_capacity(64);
+    conn
+}
+
+/// The hand-written append: one `BEGIN IMMEDIATE` transaction, the stream's version
+/// checked against `expected` inside it, the log's last position read, one cached
+/// prepared single-row `INSERT` per event, `COMMIT`. Returns the new version, or
+/// `None` on a version mismatch (rolled back).
+fn loop_append(
+    conn: &mut rusqlite::Connection,
+    stream: &str,
+    expected: i64,
+    rows: &[(Vec<u8>, Vec<u8>)],
+) -> Option<i64> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+    let version: i64 = tx
+        .prepare_cached("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?1")
+        .unwrap()
+        .query_row([stream], |r| r.get(0))
+        .unwrap();
+    if version != expected {
+        return None;
+    }
+    let mut position: i64 = tx
+        .prepare_cached("SELECT COALESCE(MAX(position), 0) FROM events")
+        .unwrap()
+        .query_row([], |r| r.get(0))
+        .unwrap();
+    let now = Timestamp::now().as_unix_micros();
+    {
+        let mut insert = tx.prepare_cached(INSERT_ONE).unwrap();
+        for (i, (id, payload)) in rows.iter().enumerate() {
+            position += 1;
+            insert
+                .execute(rusqlite::params![
+                    position,
+                    id,
+                    stream,
+                    expected + i as i64 + 1,
+                    "OrderPlaced.v1",
+                    "application/json",
+                    payload,
+                    METADATA,
+                    now
+                ])
+                .unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    Some(expected + rows.len() as i64)
+}
+
+/// `tasks` tasks, each appending `per_task` single events to its own stream with an
+/// exact expected version, through the loop (a shared connection behind a `Mutex`,
+/// each append on `spawn_blocking`). Returns each append's latency.
+async fn loop_single_appends(
+    conn: Arc<Mutex<rusqlite::Connection>>,
+    tasks: usize,
+    per_task: usize,
+    first_stream: u64,
+) -> Vec<Duration> {
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let conn = Arc::clone(&conn);
+            tokio::spawn(async move {
+                let stream = format!("single-{}", first_stream + t as u64);
+                let mut latencies = Vec::with_capacity(per_task);
+                for (i, row) in raw_rows(per_task).into_iter().enumerate() {
+                    let (conn, stream) = (Arc::clone(&conn), stream.clone());
+                    let start = Instant::now();
+                    let version = tokio::task::spawn_blocking(move || {
+                        loop_append(&mut conn.lock().unwrap(), &stream, i as i64, &[row])
+                    })
+                    .await
+                    .unwrap();
+                    latencies.push(start.elapsed());
+                    assert_eq!(version, Some(i as i64 + 1));
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for handle in handles {
+        all.extend(handle.await.unwrap());
+    }
+    all
+}
+
+/// The same workload through annals. Returns each append's latency.
+async fn store_single_appends(
+    store: Arc<SqliteEventStore>,
+    tasks: usize,
+    per_task: usize,
+    first_stream: u64,
+) -> Vec<Duration> {
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let stream = StreamId::new(format!("single-{}", first_stream + t as u64)).unwrap();
+                let mut latencies = Vec::with_capacity(per_task);
+                for (i, event) in events(per_task).into_iter().enumerate() {
+                    let start = Instant::now();
+                    store
+                        .append(
+                            &stream,
+                            ExpectedVersion::Exact(Version::new(i as u64)),
+                            vec![event],
+                        )
+                        .await
+                        .unwrap();
+                    latencies.push(start.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for handle in handles {
+        all.extend(handle.await.unwrap());
+    }
+    all
+}
+
+/// 100-event batches and single-event appends from 1/4/16/64 tasks, annals against
+/// the loop, at each durability mode.
+fn versus_loop(c: &mut Criterion) {
+    let rt = runtime();
+    for mode in modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(rt.block_on(store_at(&dir.path().join("annals.db"), mode)));
+        let conn = Arc::new(Mutex::new(
+            rt.block_on(loop_conn(&dir.path().join("loop.db"), mode)),
+        ));
+        let streams = AtomicU64::new(0);
+
+        let mut group = bench_group(c, &format!("sqlite/{}", mode.name()), 20, 5);
+        group.throughput(Throughput::Elements(100));
+        group.bench_function("append100", |b| {
+            b.to_async(&rt).iter_batched(
+                || {
+                    let n = streams.fetch_add(1, Ordering::Relaxed);
+                    (StreamId::new(format!("order-{n}")).unwrap(), events(100))
+                },
+                |(stream, batch)| {
+                    let store = &store;
+                    async move {
+                        store
+                            .append(&stream, ExpectedVersion::NoStream, batch)
+                            .await
+                            .unwrap()
+                    }
+                },
+                BatchSize::SmallInput,
+            );
+        });
+        group.finish();
+
+        let mut group = bench_group(c, &format!("sqlite_loop/{}", mode.name()), 20, 5);
+        group.throughput(Throughput::Elements(100));
+        group.bench_function("append100", |b| {
+            b.iter_batched(
+                || {
+                    let n = streams.fetch_add(1, Ordering::Relaxed);
+                    (format!("order-{n}"), raw_rows(100))
+                },
+                |(stream, rows)| {
+                    let mut conn = conn.lock().unwrap();
+                    assert_eq!(loop_append(&mut conn, &stream, 0, &rows), Some(100));
+                },
+                BatchSize::SmallInput,
+            );
+        });
+        group.finish();
+
+        const EVENTS: usize = 256;
+        for tasks in [1usize, 4, 16, 64] {
+            let per_task = (EVENTS / tasks).max(4);
+            let mut group = bench_group(c, &format!("sqlite/{}/single", mode.name()), 10, 5);
+            group.throughput(Throughput::Elements((tasks * per_task) as u64));
+            group.bench_function(BenchmarkId::from_parameter(tasks), |b| {
+                b.to_async(&rt).iter(|| {
+                    let first = streams.fetch_add(tasks as u64, Ordering::Relaxed);
+                    store_single_appends(Arc::clone(&store), tasks, per_task, first)
+                });
+            });
+            group.finish();
+
+            let mut group = bench_group(c, &format!("sqlite_loop/{}/single", mode.name()), 10, 5);
+            group.throughput(Throughput::Elements((tasks * per_task) as u64));
+            group.bench_function(BenchmarkId::from_parameter(tasks), |b| {
+                b.to_async(&rt).iter(|| {
+                    let first = streams.fetch_add(tasks as u64, Ordering::Relaxed);
+                    loop_single_appends(Arc::clone(&conn), tasks, per_task, first)
+                });
+            });
+            group.finish();
+        }
+    }
+}
+
+/// Load and fold one 10,000-event stream: annals' `read_stream` against the loop's
+/// `SELECT … ORDER BY version` decoded into owned values on the calling thread.
+fn load_stream(c: &mut Criterion) {
+    const EVENTS: u64 = 10_000;
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("load.db");
+    let stream = StreamId::new("load").unwrap();
+    let store = rt.block_on(async {
+        let store = SqliteEventStore::open(&path).await.unwrap();
+        for chunk in 0..EVENTS / 1000 {
+            store
+                .append(
+                    &stream,
+                    ExpectedVersion::Exact(Version::new(chunk * 1000)),
+                    events(1000),
+                )
+                .await
+                .unwrap();
+        }
+        // Noise around the stream, like a real log.
+        for other in 0..10 {
+            let s = StreamId::new(format!("other-{other}")).unwrap();
+            store
+                .append(&s, ExpectedVersion::NoStream, events(1000))
+                .await
+                .unwrap();
+        }
+        store
+    });
+    let mut group = bench_group(c, "sqlite/load_stream", 20, 5);
+    group.throughput(Throughput::Elements(EVENTS));
+    group.bench_function(BenchmarkId::from_parameter(EVENTS), |b| {
+        b.to_async(&rt).iter(|| async {
+            use futures::TryStreamExt;
+            let total = store
+                .read_stream(annals_sqlite::ReadStream::forward(&stream))
+                .try_fold(0u64, |n, e| async move { Ok(n + e.version.get()) })
+                .await
+                .unwrap();
+            assert_eq!(total, EVENTS * (EVENTS + 1) / 2);
+        });
+    });
+    group.finish();
+
+    let conn =
+        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let mut group = bench_group(c, "sqlite_loop/load_stream", 20, 5);
+    group.throughput(Throughput::Elements(EVENTS));
+    group.bench_function(BenchmarkId::from_parameter(EVENTS), |b| {
+        let sql = format!("SELECT {COLUMNS} FROM events WHERE stream_id = ?1 ORDER BY version");
+        b.iter(|| {
+            let mut statement = conn.prepare_cached(&sql).unwrap();
+            let total: i64 = statement
+                .query_map(["load"], decode_raw_rusqlite)
+                .unwrap()
+                .map(|row| row.unwrap().3)
+                .sum();
+            assert_eq!(total as u64, EVENTS * (EVENTS + 1) / 2);
+        });
+    });
+    group.finish();
+}
+
+/// p50 and p99 of `latencies` in microseconds.
+fn percentiles(latencies: &mut [Duration]) -> (u128, u128) {
+    latencies.sort_unstable();
+    let at = |q: f64| {
+        let i = ((latencies.len() as f64 - 1.0) * q).round() as usize;
+        latencies.get(i).map_or(0, Duration::as_micros)
+    };
+    (at(0.50), at(0.99))
+}
+
+/// The paired batch pass (`ANNALS_BENCH_LATENCY=1`): 100-event appends to new
+/// streams, annals and the loop alternating in `ROUNDS` rounds of `BATCHES` each, so
+/// both sides see the same machine load; prints events/s of each (median round) and
+/// the median of the per-round ratios.
+fn paired_batches(rt: &tokio::runtime::Runtime, mode: Mode) {
+    const ROUNDS: usize = 7;
+    const BATCHES: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let store = rt.block_on(store_at(&dir.path().join("annals.db"), mode));
+    let mut conn = rt.block_on(loop_conn(&dir.path().join("loop.db"), mode));
+    let (mut annals, mut hand, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let mut next = 0u64;
+    for _ in 0..ROUNDS {
+        let inputs: Vec<_> = (0..BATCHES)
+            .map(|_| {
+                next += 1;
+                (StreamId::new(format!("order-{next}")).unwrap(), events(100))
+            })
+            .collect();
+        let start = Instant::now();
+        rt.block_on(async {
+            for (stream, batch) in inputs {
+                store
+                    .append(&stream, ExpectedVersion::NoStream, batch)
+                    .await
+                    .unwrap();
+            }
+        });
+        let a = (BATCHES * 100) as f64 / start.elapsed().as_secs_f64();
+        let rows: Vec<_> = (0..BATCHES)
+            .map(|_| {
+                next += 1;
+                (format!("order-{next}"), raw_rows(100))
+            })
+            .collect();
+        let start = Instant::now();
+        for (stream, rows) in rows {
+            assert_eq!(loop_append(&mut conn, &stream, 0, &rows), Some(100));
+        }
+        let l = (BATCHES * 100) as f64 / start.elapsed().as_secs_f64();
+        annals.push(a);
+        hand.push(l);
+        ratios.push(a / l);
+    }
+    for v in [&mut annals, &mut hand, &mut ratios] {
+        v.sort_by(f64::total_cmp);
+    }
+    eprintln!(
+        "batch100 {}: annals {:.0} events/s, loop {:.0} events/s, ratio {:.2}x (per-round ratios {:.2}..{:.2})",
+        mode.name(),
+        annals[ROUNDS / 2],
+        hand[ROUNDS / 2],
+        ratios[ROUNDS / 2],
+        ratios[0],
+        ratios[ROUNDS - 1],
+    );
+}
+
+/// The latency pass (`ANNALS_BENCH_LATENCY=1`): single-event appends from 1/4/16/64
+/// tasks through annals (group commit on, the default), annals with grouping off
+/// (`max_group(1)`) and the loop, alternating, five rounds each; prints events/s
+/// (the median round) and p50/p99 per append (of all rounds).
+fn latency(_: &mut Criterion) {
+    if std::env::var_os("ANNALS_BENCH_LATENCY").is_none() {
+        return;
+    }
+    const EVENTS: usize = 4096;
+    const ROUNDS: usize = 5;
+    const SIDES: [&str; 3] = ["annals", "annals-max_group(1)", "loop"];
+    let rt = runtime();
+    for mode in modes() {
+        paired_batches(&rt, mode);
+    }
+    for mode in modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(rt.block_on(store_at(&dir.path().join("annals.db"), mode)));
+        let ungrouped = Arc::new(rt.block_on(async {
+            SqliteOptions::new(dir.path().join("ungrouped.db"))
+                .synchronous(mode.synchronous())
+                .max_group(1)
+                .open()
+                .await
+                .unwrap()
+        }));
+        let conn = Arc::new(Mutex::new(
+            rt.block_on(loop_conn(&dir.path().join("loop.db"), mode)),
+        ));
+        let mut first = 0u64;
+        for tasks in [1usize, 4, 16, 64] {
+            let per_task = (EVENTS / tasks).max(16);
+            let mut figures: [(Vec<f64>, Vec<Duration>); 3] = Default::default();
+            for _ in 0..ROUNDS {
+                for (side, figure) in figures.iter_mut().enumerate() {
+                    first += tasks as u64;
+                    let start = Instant::now();
+                    let latencies = match side {
+                        0 => rt.block_on(store_single_appends(
+                            Arc::clone(&store),
+                            tasks,
+                            per_task,
+                            first,
+                        )),
+                        1 => rt.block_on(store_single_appends(
+                            Arc::clone(&ungrouped),
+                            tasks,
+                            per_task,
+                            first,
+                        )),
+                        _ => rt.block_on(loop_single_appends(
+                            Arc::clone(&conn),
+                            tasks,
+                            per_task,
+                            first,
+                        )),
+                    };
+                    let elapsed = start.elapsed().as_secs_f64();
+                    figure.0.push((tasks * per_task) as f64 / elapsed);
+                    figure.1.extend(latencies);
+                }
+            }
+            let mut rates = [0.0f64; 3];
+            for (side, (rate, _)) in figures.iter_mut().enumerate() {
+                rate.sort_by(f64::total_cmp);
+                rates[side] = rate[ROUNDS / 2];
+            }
+            for (side, (_, latencies)) in figures.iter_mut().enumerate() {
+                let (p50, p99) = percentiles(latencies);
+                eprintln!(
+                    "latency {} {} tasks={tasks}: {:.0} events/s ({:.2}x loop), p50 {p50} us, p99 {p99} us",
+                    mode.name(),
+                    SIDES[side],
+                    rates[side],
+                    rates[side] / rates[2],
+                );
+            }
+        }
+    }
+}

@@ -1,32 +1,33 @@
-//! Appends: one `BEGIN IMMEDIATE` transaction on the single writer connection per
-//! request, whatever the number of streams, so a request is all-or-nothing and
-//! readers see all of its events or none.
+//! Appends: requests run on the writer thread (see `writer.rs`) in groups, one
+//! `BEGIN IMMEDIATE` transaction per group and one `SAVEPOINT` per request inside it,
+//! so a request is all-or-nothing and readers see all of its events or none.
 //!
-//! Inside the transaction: read the log's last position and the current version of
-//! every stream the request names (one query), let core
-//! [`decide`](PreparedAppend::decide), then insert the rows with multi-row
-//! `INSERT`s and commit.
+//! Inside its savepoint a request reads the log's last position and the current
+//! version of every stream it names (one query; earlier members of the group are
+//! visible to it), lets core [`decide`](PreparedAppend::decide), then inserts its rows
+//! with multi-row `INSERT`s. A request that fails (conflict, bad input, an id reused
+//! for other content) rolls back to its savepoint and fails alone; its neighbours
+//! commit. The group is acknowledged only after `COMMIT`: if the `COMMIT` (or the
+//! transaction) fails, every request that had written rows fails with
+//! [`Error::Backend`] saying nothing of it was written.
 //!
 //! **Stored ids.** Core decides an idempotent re-send from the stored events that
 //! share an id with the request. Looking them up costs a query on every append, so
 //! the fast path skips it: the `events_event_id` unique index refuses a stored id
 //! by itself. The lookup runs only when it can change the answer: when the fast
 //! decision is an error (a re-send usually conflicts with its own earlier
-//! expectation), or when an insert hits a unique index (then the transaction is
-//! rolled back and the request decided again in a new one, with the lookup).
-
-use std::sync::Arc;
+//! expectation), or when an insert hits a unique index (then the request rolls back
+//! to its savepoint and is decided again, with the lookup).
 
 use annals_core::backend;
-use sqlx::{
-    sqlite::SqliteArguments, Arguments, AssertSqlSafe, Connection, Row as _, SqliteConnection,
-};
+use rusqlite::{ffi, Connection};
 
 use crate::{
-    error::is_unique_violation,
     row::{decode_row, RowCache},
-    sql, Committed, Decision, Error, Position, PreparedAppend, RecordedEvent, Result,
-    SqliteEventStore, StreamId, Timestamp, Version, WritePlan,
+    sql,
+    writer::Member,
+    Committed, Decision, Error, Position, PreparedAppend, RecordedEvent, Result, SqliteEventStore,
+    StreamId, Timestamp, Version, WritePlan,
 };
 
 /// Rows per multi-row `INSERT` (9 parameters each, far below SQLite's limit of
@@ -43,106 +44,146 @@ const HEADS_CHUNK: usize = 256;
 impl SqliteEventStore {
     /// Commits `append` (see the module docs).
     pub(crate) async fn write_append(&self, append: PreparedAppend) -> Result<Committed> {
-        let mut writer = self.writer.lock().await?;
-        let result = write_on(writer.conn()?, append).await;
-        if matches!(result, Err(Error::Backend { .. })) {
-            // Whatever broke, start the next write on a fresh connection.
-            writer.discard();
-        }
-        result
+        self.writer.append(append).await
     }
 }
 
-/// What one transaction attempt ended with.
-enum Attempt {
-    /// Decided and, if there was anything to write, committed.
-    Done(Committed),
-    /// The fast path hit a unique index: decide again with the stored-id lookup.
-    LookUpIds,
+/// Runs a statement without results from the connection's statement cache.
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
-async fn write_on(conn: &mut SqliteConnection, append: PreparedAppend) -> Result<Committed> {
-    match attempt(conn, &append, false).await? {
-        Attempt::Done(committed) => Ok(committed),
-        Attempt::LookUpIds => match attempt(conn, &append, true).await? {
-            Attempt::Done(committed) => Ok(committed),
-            // With the lookup done, a unique violation is reported as a conflict
-            // inside `attempt`; this arm is not reached.
-            Attempt::LookUpIds => Err(Error::backend(
-                "appending events",
-                "the insert hit a unique index twice",
-            )),
-        },
-    }
-}
-
-/// One transaction: decide, then write or roll back.
-async fn attempt(
-    conn: &mut SqliteConnection,
-    append: &PreparedAppend,
-    look_up_ids: bool,
-) -> Result<Attempt> {
+/// Runs `members` in one transaction and answers each of them. Returns true if the
+/// connection is left inside a transaction and must be discarded (closing it rolls
+/// the transaction back).
+pub(crate) fn run_group(conn: &mut Connection, members: Vec<Member>) -> bool {
     let what = "appending events";
-    let mut tx = conn
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(|e| Error::backend(what, e))?;
-    match decide_and_insert(&mut tx, append, look_up_ids).await {
-        Ok(Outcome::Written(committed)) => {
-            tx.commit().await.map_err(|e| Error::backend(what, e))?;
-            Ok(Attempt::Done(committed))
+    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
+        let reason = e.to_string();
+        for member in members {
+            let _ = member.reply.send(Err(Error::backend(
+                what,
+                format!("starting the transaction failed, nothing was written: {reason}"),
+            )));
         }
-        Ok(Outcome::Unchanged(committed)) => {
-            rollback(tx).await;
-            Ok(Attempt::Done(committed))
+        return !conn.is_autocommit();
+    }
+    let mut answers = Vec::with_capacity(members.len());
+    let mut broken: Option<String> = None;
+    for member in members {
+        let answer = match &broken {
+            Some(reason) => Err(Error::backend(
+                what,
+                format!("the transaction failed, nothing was written: {reason}"),
+            )),
+            None => match one_member(conn, &member.append) {
+                Ok(answer) => answer,
+                Err(e) => {
+                    broken = Some(e.to_string());
+                    Err(Error::backend(
+                        what,
+                        format!("the transaction failed, nothing was written: {e}"),
+                    ))
+                }
+            },
+        };
+        answers.push((member, answer));
+    }
+    let wrote = answers
+        .iter()
+        .any(|(_, answer)| matches!(answer, Ok((_, true))));
+    let failure = if wrote && broken.is_none() {
+        match exec(conn, "COMMIT") {
+            Ok(()) => None,
+            Err(e) => Some(format!("COMMIT failed: {e}")),
         }
-        Ok(Outcome::Refused) => {
-            rollback(tx).await;
-            Ok(Attempt::LookUpIds)
-        }
-        Err(e) => {
-            rollback(tx).await;
-            Err(e)
+    } else {
+        broken.map(|reason| format!("the transaction failed: {reason}"))
+    };
+    if !conn.is_autocommit() {
+        if let Err(e) = exec(conn, "ROLLBACK") {
+            tracing::warn!(error = %e, "rolling back an append group failed");
         }
     }
+    for (member, answer) in answers {
+        let answer = match (answer, &failure) {
+            (Ok((_, true)), Some(reason)) => Err(Error::backend(
+                what,
+                format!("the transaction was rolled back, nothing of this append was written ({reason})"),
+            )),
+            (answer, _) => answer.map(|(committed, _)| committed),
+        };
+        // The caller may have gone away (a cancelled append): the outcome stands.
+        let _ = member.reply.send(answer);
+    }
+    !conn.is_autocommit()
 }
 
-async fn rollback(tx: sqlx::Transaction<'_, sqlx::Sqlite>) {
-    if let Err(e) = tx.rollback().await {
-        // Nothing was committed; SQLite rolls back when the connection closes.
-        tracing::warn!(error = %e, "rolling back an append failed");
+const SAVEPOINT: &str = "SAVEPOINT annals_append";
+const ROLLBACK_TO: &str = "ROLLBACK TO annals_append";
+const RELEASE: &str = "RELEASE annals_append";
+
+/// One request inside its savepoint: its answer, and whether it wrote rows (which
+/// the group's `COMMIT` must make durable before it is acknowledged). An `Err` here
+/// means the savepoint itself failed: the transaction is unusable.
+fn one_member(
+    conn: &Connection,
+    append: &PreparedAppend,
+) -> rusqlite::Result<Result<(Committed, bool)>> {
+    exec(conn, SAVEPOINT)?;
+    let mut outcome = decide_and_insert(conn, append, false);
+    if matches!(outcome, Ok(Outcome::Refused)) {
+        exec(conn, ROLLBACK_TO)?;
+        outcome = decide_and_insert(conn, append, true);
     }
+    let answer = match outcome {
+        Ok(Outcome::Written(committed)) => {
+            exec(conn, RELEASE)?;
+            return Ok(Ok((committed, true)));
+        }
+        Ok(Outcome::Unchanged(committed)) => Ok((committed, false)),
+        // With the lookup done, a unique violation is reported as a conflict inside
+        // `decide_and_insert`; this arm is not reached.
+        Ok(Outcome::Refused) => Err(Error::backend(
+            "appending events",
+            "the insert hit a unique index twice",
+        )),
+        Err(e) => Err(e),
+    };
+    exec(conn, ROLLBACK_TO)?;
+    exec(conn, RELEASE)?;
+    Ok(answer)
 }
 
 enum Outcome {
-    /// New events were inserted; commit.
+    /// New events were inserted.
     Written(Committed),
-    /// Nothing to write (idempotent re-send, or no events); roll back.
+    /// Nothing to write (idempotent re-send, or no events).
     Unchanged(Committed),
-    /// A unique index refused a row on the fast path; roll back and retry with the
-    /// stored-id lookup.
+    /// A unique index refused a row on the fast path; roll back to the savepoint and
+    /// decide again with the stored-id lookup.
     Refused,
 }
 
-/// The request's checks and writes, inside the transaction.
-async fn decide_and_insert(
-    conn: &mut SqliteConnection,
+/// The request's checks and writes, inside its savepoint.
+fn decide_and_insert(
+    conn: &Connection,
     append: &PreparedAppend,
     look_up_ids: bool,
 ) -> Result<Outcome> {
     let stored = if look_up_ids {
-        stored_with_ids(conn, append).await?
+        stored_with_ids(conn, append)?
     } else {
         Vec::new()
     };
-    let heads = heads(conn, append).await?;
+    let heads = heads(conn, append)?;
     let plan = match append.decide(&stored, |s| heads.version(s)) {
         Ok(Decision::Write(plan)) => plan,
         Ok(Decision::Replayed(original)) => return Ok(Outcome::Unchanged(original)),
         // The fast path decided without the stored ids: a re-send (or an id reused
         // for other content) must be answered from them.
         Err(e) if !look_up_ids && append.event_count() > 0 => {
-            let stored = stored_with_ids(conn, append).await?;
+            let stored = stored_with_ids(conn, append)?;
             if stored.is_empty() {
                 return Err(e);
             }
@@ -157,10 +198,10 @@ async fn decide_and_insert(
     if append.event_count() == 0 {
         return Ok(Outcome::Unchanged(append.committed(&plan, &[])?));
     }
-    match insert(conn, append, &plan, heads.last_position).await {
+    match insert(conn, append, &plan, heads.last_position) {
         Ok(committed) => Ok(Outcome::Written(committed)),
         Err(Insert::Unique) if !look_up_ids => Ok(Outcome::Refused),
-        Err(Insert::Unique) => Err(conflict(conn, append).await),
+        Err(Insert::Unique) => Err(conflict(conn, append)),
         Err(Insert::Failed(e)) => Err(e),
     }
 }
@@ -179,18 +220,27 @@ impl From<Error> for Insert {
     }
 }
 
+/// True if `e` is a `UNIQUE` or `PRIMARY KEY` constraint violation (by extended
+/// result code, not text).
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(failure, _)
+            if failure.extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE
+                || failure.extended_code == ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    )
+}
+
 /// Inserts the rows of `plan` after `last_position`, positions in request order;
-/// returns what the request stored.
-///
-/// The rows are borrowed (the request stays whole for a retry), so payloads are
-/// copied into the statement's arguments; stream ids, event types, content types
-/// and metadata are shared across runs of equal values instead.
-async fn insert(
-    conn: &mut SqliteConnection,
+/// returns what the request stored. Values are bound straight from the request
+/// (SQLite copies them), on cached multi-row statements.
+fn insert(
+    conn: &Connection,
     append: &PreparedAppend,
     plan: &WritePlan,
     last_position: i64,
 ) -> std::result::Result<Committed, Insert> {
+    let what = "inserting events";
     let count = append.event_count();
     let last = i64::try_from(count)
         .ok()
@@ -202,70 +252,50 @@ async fn insert(
     let committed = append.committed(plan, &positions)?;
 
     let recorded_at = Timestamp::now().as_unix_micros();
-    let (mut stream, mut event_type, mut content_type, mut metadata) = (
-        Shared::default(),
-        Shared::default(),
-        Shared::default(),
-        Shared::default(),
-    );
     let mut rows = append.rows(plan).peekable();
     let mut position = last_position;
     let mut left = count;
+    let failed = |e: rusqlite::Error| {
+        if is_unique_violation(&e) {
+            Insert::Unique
+        } else {
+            Insert::Failed(Error::backend(what, e))
+        }
+    };
     while rows.peek().is_some() {
         let size = INSERT_CHUNK.min(left);
-        let mut args = SqliteArguments::default();
-        args.reserve(size * sql::INSERT_COLUMNS, 0);
+        let text;
+        let sql = if size == 1 {
+            sql::INSERT_ONE
+        } else {
+            text = sql::insert(size);
+            text.as_str()
+        };
+        let mut statement = conn.prepare_cached(sql).map_err(failed)?;
+        let mut index = 0usize;
         for row in rows.by_ref().take(size) {
             position += 1;
-            bind(&mut args, position)?;
-            bind(&mut args, row.event.id.as_bytes().to_vec())?;
-            bind(&mut args, stream.get(row.stream.as_str()))?;
-            bind(
-                &mut args,
-                backend::to_i64(row.version.get(), "stream version")?,
-            )?;
-            bind(&mut args, event_type.get(&row.event.event_type))?;
-            bind(&mut args, content_type.get(&row.event.content_type))?;
-            bind(&mut args, row.event.payload.as_slice())?;
-            bind(&mut args, metadata.get(row.metadata))?;
-            bind(&mut args, recorded_at)?;
+            let version = backend::to_i64(row.version.get(), "stream version")?;
+            let id = row.event.id.as_bytes();
+            let mut bind = |value: &dyn rusqlite::ToSql| {
+                index += 1;
+                statement.raw_bind_parameter(index, value)
+            };
+            bind(&position)
+                .and_then(|()| bind(&&id[..]))
+                .and_then(|()| bind(&row.stream.as_str()))
+                .and_then(|()| bind(&version))
+                .and_then(|()| bind(&row.event.event_type.as_str()))
+                .and_then(|()| bind(&row.event.content_type.as_str()))
+                .and_then(|()| bind(&row.event.payload.as_slice()))
+                .and_then(|()| bind(&row.metadata))
+                .and_then(|()| bind(&recorded_at))
+                .map_err(failed)?;
         }
         left -= size;
-        let result = sqlx::query_with(AssertSqlSafe(sql::insert(size)), args)
-            .execute(&mut *conn)
-            .await;
-        match result {
-            Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => return Err(Insert::Unique),
-            Err(e) => return Err(Error::backend("inserting events", e).into()),
-        }
+        statement.raw_execute().map_err(failed)?;
     }
     Ok(committed)
-}
-
-/// The last text bound, shared by the next rows that bind the same text.
-#[derive(Default)]
-struct Shared(Option<Arc<str>>);
-
-impl Shared {
-    fn get(&mut self, text: &str) -> Arc<str> {
-        match &self.0 {
-            Some(shared) if &**shared == text => Arc::clone(shared),
-            _ => {
-                let shared: Arc<str> = Arc::from(text);
-                self.0 = Some(Arc::clone(&shared));
-                shared
-            }
-        }
-    }
-}
-
-fn bind<'q, T>(args: &mut SqliteArguments, value: T) -> Result<()>
-where
-    T: sqlx::Encode<'q, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
-{
-    args.add(value)
-        .map_err(|e| Error::backend("binding an event column", e))
 }
 
 /// The one place a `UNIQUE` violation becomes [`Error::Conflict`].
@@ -273,8 +303,8 @@ where
 /// The request was decided in this transaction, with the stored ids looked up, so
 /// a violation means the database changed under us (a writer that bypassed the
 /// lock); report the streams' real versions.
-async fn conflict(conn: &mut SqliteConnection, append: &PreparedAppend) -> Error {
-    let heads = match heads(conn, append).await {
+fn conflict(conn: &Connection, append: &PreparedAppend) -> Error {
+    let heads = match heads(conn, append) {
         Ok(heads) => heads,
         Err(e) => return e,
     };
@@ -317,28 +347,37 @@ impl Heads {
 
 /// Reads the log's last position and each stream's version: one query per
 /// [`HEADS_CHUNK`] streams (one for almost every request).
-async fn heads(conn: &mut SqliteConnection, append: &PreparedAppend) -> Result<Heads> {
+fn heads(conn: &Connection, append: &PreparedAppend) -> Result<Heads> {
     let what = "reading the stream versions";
+    let fail = |e| Error::backend(what, e);
     let streams: Vec<&StreamId> = append.streams().collect();
     let mut last_position = 0;
     let mut versions = Vec::with_capacity(streams.len());
     for chunk in streams.chunks(HEADS_CHUNK) {
-        let mut query = match chunk.len() {
+        let text;
+        let sql = match chunk.len() {
             // The one-stream append, without building the text.
-            1 => sqlx::query(sql::HEADS_ONE),
-            n => sqlx::query(AssertSqlSafe(sql::heads(n))),
+            1 => sql::HEADS_ONE,
+            n => {
+                text = sql::heads(n);
+                text.as_str()
+            }
         };
-        for stream in chunk {
-            query = query.bind(stream.as_str());
+        let mut statement = conn.prepare_cached(sql).map_err(fail)?;
+        for (i, stream) in chunk.iter().enumerate() {
+            statement
+                .raw_bind_parameter(i + 1, stream.as_str())
+                .map_err(fail)?;
         }
-        let row = query
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(|e| Error::backend(what, e))?;
-        let position: Option<i64> = row.try_get(0).map_err(|e| Error::backend(what, e))?;
+        let mut rows = statement.raw_query();
+        let row = rows
+            .next()
+            .map_err(fail)?
+            .ok_or_else(|| Error::backend(what, "the query returned no row"))?;
+        let position: Option<i64> = row.get(0).map_err(fail)?;
         last_position = position.unwrap_or(0);
         for (i, stream) in chunk.iter().enumerate() {
-            let version: Option<i64> = row.try_get(i + 1).map_err(|e| Error::backend(what, e))?;
+            let version: Option<i64> = row.get(i + 1).map_err(fail)?;
             let version = Version::new(backend::from_i64(version.unwrap_or(0), "version")?);
             versions.push(((*stream).clone(), version));
         }
@@ -353,23 +392,23 @@ async fn heads(conn: &mut SqliteConnection, append: &PreparedAppend) -> Result<H
 }
 
 /// Already-stored events that share an id with the request.
-async fn stored_with_ids(
-    conn: &mut SqliteConnection,
-    append: &PreparedAppend,
-) -> Result<Vec<RecordedEvent>> {
+fn stored_with_ids(conn: &Connection, append: &PreparedAppend) -> Result<Vec<RecordedEvent>> {
+    let what = "looking up event ids";
+    let fail = |e| Error::backend(what, e);
     let ids: Vec<_> = append.event_ids().collect();
     let mut stored = Vec::new();
     let mut cache = RowCache::default();
     for chunk in ids.chunks(LOOKUP_CHUNK) {
-        let mut query = sqlx::query(AssertSqlSafe(sql::lookup_ids(chunk.len())));
-        for id in chunk {
-            query = query.bind(id.as_bytes().to_vec());
+        let mut statement = conn
+            .prepare_cached(&sql::lookup_ids(chunk.len()))
+            .map_err(fail)?;
+        for (i, id) in chunk.iter().enumerate() {
+            statement
+                .raw_bind_parameter(i + 1, &id.as_bytes()[..])
+                .map_err(fail)?;
         }
-        let rows = query
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(|e| Error::backend("looking up event ids", e))?;
-        for row in &rows {
+        let mut rows = statement.raw_query();
+        while let Some(row) = rows.next().map_err(fail)? {
             stored.push(decode_row(row, &mut cache)?);
         }
     }

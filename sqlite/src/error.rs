@@ -18,8 +18,3 @@ pub(crate) fn map_sqlx(what: &str, timeout: Duration) -> impl Fn(sqlx::Error) ->
         e => backend(what, e),
     }
 }
-
-/// True if `e` is a UNIQUE constraint violation (checked by error kind, not text).
-pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
-}

@@ -64,17 +64,22 @@
 //! ```
 //!
 //! * **Options** — [`SqliteOptions`] sets the durability mode ([`Synchronous`]:
-//!   `Normal` by default, `Full` to survive power loss with every acknowledged
-//!   append), the busy timeout for other processes, and the reader pool size.
+//!   `Full` by default, so every acknowledged append survives power loss; `Normal`
+//!   trades the last acknowledged appends on power loss for speed), the busy
+//!   timeout for other processes, and the reader pool size.
 //!   [`SqliteOptions::in_memory`] gives a private store for tests.
 //! * **Concurrency** — any number of tasks may append at once: appends queue for the
-//!   single writer connection and never fail with `SQLITE_BUSY`; the loser of a
-//!   race on one stream gets [`Error::Conflict`]. An append to several streams
-//!   ([`AppendRequest`]) is one transaction. Reads run in parallel (WAL).
+//!   single writer connection (on its own thread) and never fail with
+//!   `SQLITE_BUSY`; the loser of a race on one stream gets [`Error::Conflict`].
+//!   Appends queued together are committed together (group commit, one `fsync` for
+//!   all), each still checked, failed and acknowledged on its own
+//!   ([`SqliteOptions::max_group`]). An append to several streams
+//!   ([`AppendRequest`]) is all-or-nothing. Reads run in parallel (WAL).
 //! * **Safety** — [`open`](SqliteEventStore::open) refuses, without modifying it, a
 //!   file that is not SQLite or whose schema is newer than this version
-//!   ([`OpenError`]). Each append is one transaction: after a crash, every
-//!   acknowledged append is there and no append is half-visible.
+//!   ([`OpenError`]). An append is acknowledged only after its transaction
+//!   commits: after a crash, every acknowledged append is there and no append is
+//!   half-visible.
 //! * **Memory** — reads are streamed in pages, so replaying millions of events
 //!   runs in bounded memory.
 //!

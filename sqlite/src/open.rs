@@ -23,7 +23,7 @@ use crate::{
     options::{Location, SqliteOptions, Synchronous},
     readers::RusqliteReaders,
     sql,
-    writer::{Source, Writer},
+    writer::{Target, Writer},
     Error, Result,
 };
 
@@ -32,14 +32,15 @@ use crate::{
 /// trait.
 ///
 /// Open it with [`SqliteEventStore::open`] or [`SqliteOptions`]. Clones share the
-/// same connections. Appends go through one writer connection, one
-/// `BEGIN IMMEDIATE` transaction each, queued in the order callers arrive; reads run
+/// same connections. Appends go through one writer connection on its own thread, in
+/// the order callers arrive; appends queued together share one `BEGIN IMMEDIATE`
+/// transaction (group commit), each in its own savepoint; reads run
 /// on read-only connections, in parallel with each other and the writer (WAL
 /// mode). Event reads run page by page on a blocking thread (rusqlite), see
 /// `docs/backends/sqlite.md`.
 #[derive(Clone, Debug)]
 pub struct SqliteEventStore {
-    /// The single writer connection (appends, snapshot writes).
+    /// The single writer connection's thread (appends, snapshot writes).
     pub(crate) writer: Arc<Writer>,
     /// The sqlx pool of read-only connections (`head_version`, `backup_to`,
     /// [`reader_pool`](SqliteEventStore::reader_pool)).
@@ -49,6 +50,8 @@ pub struct SqliteEventStore {
     pub(crate) rusqlite_readers: Arc<RusqliteReaders>,
     pub(crate) acquire_timeout: Duration,
     pub(crate) options: SqliteOptions,
+    /// Notified by core after every commit: wakes this store's subscriptions.
+    pub(crate) signal: annals_core::consume::AppendSignal,
     /// The checkpoints of an in-memory store (a file store keeps them in the file).
     pub(crate) memory_checkpoints: annals_core::consume::MemoryCheckpoints,
 }
@@ -78,6 +81,7 @@ impl SqliteEventStore {
             rusqlite_readers: Arc::new(connections.rusqlite_readers),
             acquire_timeout: options.acquire_timeout,
             options,
+            signal: annals_core::consume::AppendSignal::new(),
             memory_checkpoints: annals_core::consume::MemoryCheckpoints::new(),
         })
     }
@@ -100,7 +104,7 @@ impl SqliteEventStore {
         // database file, and only the writer can.
         self.rusqlite_readers.close().await;
         self.sqlx_readers.close().await;
-        self.writer.release().await;
+        self.writer.close().await;
     }
 
     /// The sqlx pool of read-only connections, for inspection and maintenance
@@ -292,15 +296,17 @@ async fn connect_memory(options: &SqliteOptions) -> Result<Connections> {
         .await
         .map_err(|e| backend("applying the SQLite schema migrations", e))?;
     drop(conn);
+    let writer = Writer::start(
+        Target::Memory {
+            uri: uri.clone(),
+            turn: pool.clone(),
+            anchor: std::sync::Mutex::new(anchor),
+        },
+        options,
+    )
+    .await?;
     Ok(Connections {
-        writer: Writer::new(
-            Source::Pool {
-                pool: pool.clone(),
-                _anchor: std::sync::Mutex::new(anchor),
-            },
-            None,
-            options.acquire_timeout,
-        ),
+        writer,
         rusqlite_readers: RusqliteReaders::memory(uri, pool.clone(), options),
         sqlx_readers: pool,
     })
@@ -334,6 +340,12 @@ async fn connect_file(options: &SqliteOptions, path: &Path) -> Result<Connection
         }
         return Err(backend("applying the SQLite schema migrations", e));
     }
+    // The migrations ran on sqlx; appends and snapshot writes run on the writer
+    // thread's own rusqlite connection.
+    if let Err(e) = writer.close().await {
+        tracing::debug!(error = %e, "closing the migration connection failed");
+    }
+    let writer = Writer::start(Target::File(path.to_owned()), options).await?;
     let sqlx_readers = SqlitePoolOptions::new()
         .max_connections(options.max_readers)
         .min_connections(0)
@@ -343,11 +355,7 @@ async fn connect_file(options: &SqliteOptions, path: &Path) -> Result<Connection
         .map_err(|e| backend(format!("opening `{}` for reading", path.display()), e))?;
     tracing::debug!(path = %path.display(), "opened SQLite event store");
     Ok(Connections {
-        writer: Writer::new(
-            Source::Connect(Box::new(writer_options)),
-            Some(writer),
-            options.acquire_timeout,
-        ),
+        writer,
         sqlx_readers,
         rusqlite_readers: RusqliteReaders::file(path.to_owned(), options),
     })

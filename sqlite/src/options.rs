@@ -14,18 +14,22 @@ use crate::{Result, SqliteEventStore};
 ///
 /// | mode | process crash (`kill -9`, panic, OOM) | OS crash or power loss |
 /// |---|---|---|
-/// | [`Normal`](Synchronous::Normal) (default) | every acknowledged append survives | the last appends before the crash may be lost; the file is never corrupt and no append is ever half-visible |
-/// | [`Full`](Synchronous::Full) | every acknowledged append survives | every acknowledged append survives (on storage that honours `fsync`) |
+/// | [`Full`](Synchronous::Full) (default) | every acknowledged append survives | every acknowledged append survives (on storage that honours `fsync`) |
+/// | [`Normal`](Synchronous::Normal) | every acknowledged append survives | the last appends acknowledged before the crash may be lost; the file is never corrupt and no append is ever half-visible |
 ///
-/// `Full` costs one `fsync` per append, which on most disks caps appends at a few
-/// hundred to a few thousand per second; batching events into one append amortises it.
+/// `Full` costs one `fsync` per commit. Batching events into one append amortises
+/// it, and so does group commit: concurrent appends share one transaction and one
+/// `fsync` (see [`SqliteOptions::max_group`]). Choose `Normal` only when losing the
+/// last acknowledged appends on power loss is acceptable.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Synchronous {
-    /// `PRAGMA synchronous = NORMAL`: the WAL is synced at checkpoints, not on commit.
-    #[default]
+    /// `PRAGMA synchronous = NORMAL`: the WAL is synced at checkpoints, not on
+    /// commit. Faster; an OS crash or power loss can lose the last acknowledged
+    /// appends (never corrupts, never half an append).
     Normal,
-    /// `PRAGMA synchronous = FULL`: the WAL is synced on every commit.
+    /// `PRAGMA synchronous = FULL`: the WAL is synced on every commit. The default.
+    #[default]
     Full,
 }
 
@@ -62,6 +66,8 @@ pub struct SqliteOptions {
     pub(crate) acquire_timeout: Duration,
     pub(crate) max_readers: u32,
     pub(crate) statement_cache_capacity: usize,
+    pub(crate) max_group: usize,
+    pub(crate) max_group_bytes: usize,
 }
 
 impl SqliteOptions {
@@ -71,9 +77,13 @@ impl SqliteOptions {
     pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
     /// Default [`max_readers`](SqliteOptions::max_readers): 4 connections.
     pub const DEFAULT_MAX_READERS: u32 = 4;
+    /// Default [`max_group`](SqliteOptions::max_group): 128 appends per transaction.
+    pub const DEFAULT_MAX_GROUP: usize = 128;
+    /// Default [`max_group_bytes`](SqliteOptions::max_group_bytes): 8 MiB of payload.
+    pub const DEFAULT_MAX_GROUP_BYTES: usize = 8 * 1024 * 1024;
 
     /// Options for a store in the file at `path` (created, with its parent
-    /// directories, if missing), with the defaults: [`Synchronous::Normal`], a 5 s
+    /// directories, if missing), with the defaults: [`Synchronous::Full`], a 5 s
     /// busy timeout, 4 reader connections.
     pub fn new(path: impl AsRef<Path>) -> Self {
         Self::at(Location::File(path.as_ref().to_owned()))
@@ -96,6 +106,8 @@ impl SqliteOptions {
             acquire_timeout: Self::DEFAULT_ACQUIRE_TIMEOUT,
             max_readers: Self::DEFAULT_MAX_READERS,
             statement_cache_capacity: 512,
+            max_group: Self::DEFAULT_MAX_GROUP,
+            max_group_bytes: Self::DEFAULT_MAX_GROUP_BYTES,
         }
     }
 
@@ -108,7 +120,7 @@ impl SqliteOptions {
 
     /// How long SQLite waits for a lock held by **another process** before failing
     /// with a backend error. Writers inside this process never wait on SQLite's lock:
-    /// they queue for the store's single writer connection instead.
+    /// they queue for the store's single writer thread instead.
     #[must_use]
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;
@@ -117,6 +129,7 @@ impl SqliteOptions {
 
     /// How long an operation waits for a free connection (readers) or for its turn
     /// on the writer before failing with [`Error::Timeout`](crate::Error::Timeout).
+    /// A write that waited longer is never started (nothing was written).
     #[must_use]
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.acquire_timeout = timeout;
@@ -142,6 +155,37 @@ impl SqliteOptions {
     pub fn statement_cache_capacity(mut self, capacity: usize) -> Self {
         self.statement_cache_capacity = capacity;
         self
+    }
+
+    /// Group commit: the most appends the writer runs in one transaction (at least
+    /// 1; default [`DEFAULT_MAX_GROUP`](Self::DEFAULT_MAX_GROUP)).
+    ///
+    /// When the writer becomes free it takes the next append and the appends queued
+    /// behind it, up to this many and about [`max_group_bytes`](Self::max_group_bytes)
+    /// of payload, and commits them together: one `BEGIN IMMEDIATE … COMMIT` and one
+    /// `fsync` for all of them. Each keeps its own semantics (its own version check in
+    /// its own savepoint: a conflict or bad input fails that append alone), and each
+    /// is acknowledged only after the shared `COMMIT`. The writer never waits for
+    /// company, so a lone appender's latency is unchanged. `1` turns grouping off (one
+    /// transaction per append).
+    #[must_use]
+    pub fn max_group(mut self, appends: usize) -> Self {
+        self.max_group = appends.max(1);
+        self
+    }
+
+    /// Group commit: payload bytes after which a group takes no more appends
+    /// (default [`DEFAULT_MAX_GROUP_BYTES`](Self::DEFAULT_MAX_GROUP_BYTES)). A single
+    /// larger append still runs, alone.
+    #[must_use]
+    pub fn max_group_bytes(mut self, bytes: usize) -> Self {
+        self.max_group_bytes = bytes;
+        self
+    }
+
+    /// The most appends per group commit.
+    pub fn get_max_group(&self) -> usize {
+        self.max_group
     }
 
     /// The durability mode.

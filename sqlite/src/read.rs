@@ -7,9 +7,10 @@
 //! (`ORDER BY … DESC`) moves `end` down to it. A page holds a read connection only
 //! while SQLite produces its rows, never while the caller processes them, so a slow
 //! consumer neither pins a connection nor keeps a read transaction open (which
-//! would stop WAL checkpoints and let the `-wal` file grow). Memory is bounded by
-//! one page: at most [`PAGE_ROWS`] rows and about [`PAGE_BYTES`] of payload (plus
-//! one event).
+//! would stop WAL checkpoints and let the `-wal` file grow). After a full page the
+//! next one is fetched ahead, while the caller handles the current one. Memory is
+//! bounded by two pages: at most [`PAGE_ROWS`] rows and about [`PAGE_BYTES`] of
+//! payload (plus one event) each.
 //!
 //! A page is one closure on a rusqlite connection from [`RusqliteReaders`] (see there
 //! for why not sqlx): prepare the cached statement, step the rows, decode each from
@@ -72,6 +73,37 @@ struct Pager {
     end: i64,
     remaining: u64,
     done: bool,
+    /// The next page, already being fetched while the caller handles this one.
+    ahead: Option<tokio::task::JoinHandle<Result<Page>>>,
+}
+
+impl Drop for Pager {
+    fn drop(&mut self) {
+        // A read dropped mid-way: stop waiting for the page fetched ahead (its
+        // closure still finishes and gives its connection back by itself).
+        if let Some(ahead) = self.ahead.take() {
+            ahead.abort();
+        }
+    }
+}
+
+/// One fetched page, and whether it is the last (it came back short).
+type Page = (Vec<RecordedEvent>, bool);
+
+/// Fetches one page of `scan` over `start..end` (at most `rows` rows) on a read
+/// connection.
+async fn fetch(
+    readers: Arc<RusqliteReaders>,
+    scan: Arc<Scan>,
+    start: i64,
+    end: i64,
+    rows: usize,
+) -> Result<Page> {
+    readers
+        .run("reading events", move |conn| {
+            fetch_page(conn, &scan, start, end, rows)
+        })
+        .await
 }
 
 /// A range bound as SQLite's integer; bounds above `i64::MAX` (which core never
@@ -99,20 +131,36 @@ impl Pager {
             end,
             remaining: limit.unwrap_or(u64::MAX),
             done: start >= end || limit == Some(0),
+            ahead: None,
         }
     }
 
-    /// Fetches the next page; an empty page means the read is over.
+    /// Rows the next page may return.
+    fn page_rows(&self) -> usize {
+        usize::try_from(self.remaining).map_or(PAGE_ROWS, |r| r.min(PAGE_ROWS))
+    }
+
+    /// Fetches the next page (or takes the one fetched ahead); an empty page means
+    /// the read is over. After a full page, starts fetching the following one, so
+    /// that SQLite produces page *n + 1* on a blocking thread while the caller
+    /// handles page *n*: at most two pages are held at once.
     async fn next_page(&mut self) -> Result<Vec<RecordedEvent>> {
-        let rows = usize::try_from(self.remaining).map_or(PAGE_ROWS, |r| r.min(PAGE_ROWS));
-        let scan = Arc::clone(&self.scan);
-        let (start, end) = (self.start, self.end);
-        let (page, last) = self
-            .readers
-            .run("reading events", move |conn| {
-                fetch_page(conn, &scan, start, end, rows)
-            })
-            .await?;
+        let (page, last) = match self.ahead.take() {
+            Some(ahead) => ahead
+                .await
+                .map_err(|e| Error::backend("reading events", e))??,
+            None => {
+                let rows = self.page_rows();
+                fetch(
+                    Arc::clone(&self.readers),
+                    Arc::clone(&self.scan),
+                    self.start,
+                    self.end,
+                    rows,
+                )
+                .await?
+            }
+        };
         self.done = last;
         if let Some(event) = page.last() {
             let key = backend::to_i64(self.key.of(event), "stored key")?;
@@ -124,6 +172,15 @@ impl Pager {
         self.remaining = self.remaining.saturating_sub(page.len() as u64);
         if self.remaining == 0 || self.start >= self.end {
             self.done = true;
+        }
+        if !self.done {
+            self.ahead = Some(tokio::spawn(fetch(
+                Arc::clone(&self.readers),
+                Arc::clone(&self.scan),
+                self.start,
+                self.end,
+                self.page_rows(),
+            )));
         }
         Ok(page)
     }

@@ -1,10 +1,9 @@
 //! Stored event rows: the columns every event query selects, and decoding them into
-//! [`RecordedEvent`]s from either driver (rusqlite on the read connections, sqlx on
-//! the writer) without copying a column twice.
+//! [`RecordedEvent`]s from rusqlite rows (read connections and the writer's stored-id
+//! lookup) without copying a column twice.
 
 use annals_core::backend;
 use rusqlite::types::{FromSqlResult, ValueRef};
-use sqlx::{sqlite::SqliteRow, Row as _};
 
 use crate::{
     BoxError, Error, EventId, Metadata, Position, RecordedEvent, Result, Snapshot, StreamId,
@@ -48,9 +47,8 @@ impl RowCache {
     }
 }
 
-/// The columns of a stored row, borrowed from the driver's row without copying:
-/// reads decode rusqlite rows, the append's stored-id lookup (on the writer) sqlx
-/// rows. `name` names the column in the error if the value has the wrong type.
+/// The columns of a stored row, borrowed from the driver's row without copying.
+/// `name` names the column in the error if the value has the wrong type.
 pub(crate) trait StoredRow {
     /// An `INTEGER` column.
     fn int(&self, index: usize, name: &str) -> Result<i64>;
@@ -84,18 +82,6 @@ fn rusqlite_column<'r, T>(
 ) -> Result<T> {
     let value = row.get_ref(index).map_err(|e| corrupt(name, e))?;
     get(&value).map_err(|e| corrupt(name, e))
-}
-
-impl StoredRow for SqliteRow {
-    fn int(&self, index: usize, name: &str) -> Result<i64> {
-        self.try_get(index).map_err(|e| corrupt(name, e))
-    }
-    fn text(&self, index: usize, name: &str) -> Result<&str> {
-        self.try_get(index).map_err(|e| corrupt(name, e))
-    }
-    fn blob(&self, index: usize, name: &str) -> Result<&[u8]> {
-        self.try_get(index).map_err(|e| corrupt(name, e))
-    }
 }
 
 /// Decodes one row selected with [`EVENT_COLUMNS`].

@@ -1,27 +1,27 @@
 //! Snapshots: one row per stream; saving never replaces a newer one (the upsert's
 //! `WHERE excluded.version >= snapshots.version`). Writes run on the writer
-//! connection, loads on the rusqlite read connections.
+//! thread's connection, loads on the rusqlite read connections.
 
 use annals_core::backend;
 
-use crate::{row::decode_snapshot, sql, Error, Result, Snapshot, SqliteEventStore, StreamId};
+use crate::{
+    row::decode_snapshot, sql, writer::SnapshotWrite, Error, Result, Snapshot, SqliteEventStore,
+    StreamId,
+};
 
 impl SqliteEventStore {
     /// Stores an already-validated snapshot unless the stored one is newer.
     pub(crate) async fn store_snapshot(&self, stream: &StreamId, snapshot: Snapshot) -> Result<()> {
         let version = backend::to_i64(snapshot.version.get(), "snapshot version")?;
-        let query = sqlx::query(sql::PUT_SNAPSHOT)
-            .bind(stream.as_str())
-            .bind(version)
-            .bind(snapshot.content_type)
-            .bind(i64::from(snapshot.schema_version))
-            .bind(snapshot.state);
-        let mut writer = self.writer.lock().await?;
-        if let Err(e) = query.execute(writer.conn()?).await {
-            writer.discard();
-            return Err(Error::backend("saving a snapshot", e));
-        }
-        Ok(())
+        self.writer
+            .snapshot(SnapshotWrite::Put {
+                stream: stream.as_str().to_owned(),
+                version,
+                content_type: snapshot.content_type,
+                schema_version: i64::from(snapshot.schema_version),
+                state: snapshot.state,
+            })
+            .await
     }
 
     /// The stream's stored snapshot, if any.
@@ -50,12 +50,10 @@ impl SqliteEventStore {
 
     /// Deletes the stream's snapshot, if any.
     pub(crate) async fn delete_stored_snapshot(&self, stream: &StreamId) -> Result<()> {
-        let query = sqlx::query(sql::DELETE_SNAPSHOT).bind(stream.as_str());
-        let mut writer = self.writer.lock().await?;
-        if let Err(e) = query.execute(writer.conn()?).await {
-            writer.discard();
-            return Err(Error::backend("deleting a snapshot", e));
-        }
-        Ok(())
+        self.writer
+            .snapshot(SnapshotWrite::Delete {
+                stream: stream.as_str().to_owned(),
+            })
+            .await
     }
 }

@@ -7,10 +7,7 @@
 
 use crate::{row::EVENT_COLUMNS, Direction, ReadFilter};
 
-/// Columns bound per inserted event (see [`insert`]).
-pub(crate) const INSERT_COLUMNS: usize = 9;
-
-/// A multi-row `INSERT` of `rows` events, [`INSERT_COLUMNS`] parameters each:
+/// A multi-row `INSERT` of `rows` events, 9 parameters each:
 /// `position, event_id, stream_id, version, event_type, content_type, payload,
 /// metadata, recorded_at`.
 pub(crate) fn insert(rows: usize) -> String {
@@ -27,6 +24,9 @@ pub(crate) fn insert(rows: usize) -> String {
     }
     sql
 }
+
+/// [`insert`] of one row.
+pub(crate) const INSERT_ONE: &str = "INSERT INTO events (position, event_id, stream_id, version, event_type, content_type, payload, metadata, recorded_at) VALUES (?,?,?,?,?,?,?,?,?)";
 
 /// The stored events whose id is one of `ids` parameters.
 pub(crate) fn lookup_ids(ids: usize) -> String {
@@ -172,6 +172,11 @@ mod tests {
     #[test]
     fn the_one_stream_heads_query_is_heads_of_one() {
         assert_eq!(super::heads(1), super::HEADS_ONE);
+    }
+
+    #[test]
+    fn the_one_row_insert_is_insert_of_one() {
+        assert_eq!(super::insert(1), super::INSERT_ONE);
     }
 
     #[test]

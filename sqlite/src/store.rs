@@ -5,8 +5,9 @@
 use futures::{future::BoxFuture, FutureExt};
 
 use crate::{
-    backend::Backend, Capabilities, Committed, EventId, EventStream, PreparedAppend, ReadAll,
-    ReadStream, RecordedEvent, Result, Snapshot, SqliteEventStore, StreamId, Version,
+    backend::Backend, consume::AppendSignal, Capabilities, Committed, EventId, EventStream,
+    PreparedAppend, ReadAll, ReadStream, RecordedEvent, Result, Snapshot, SqliteEventStore,
+    StreamId, Version,
 };
 
 impl Backend for SqliteEventStore {
@@ -50,5 +51,9 @@ impl Backend for SqliteEventStore {
 
     fn remove_snapshot<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<()>> {
         self.delete_stored_snapshot(stream).boxed()
+    }
+
+    fn append_signal(&self) -> Option<AppendSignal> {
+        Some(self.signal.clone())
     }
 }

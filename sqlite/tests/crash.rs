@@ -29,6 +29,8 @@ use annals_sqlite::{
 const CRASH_CHILD_ENV: &str = "ANNALS_SQLITE_CRASH_CHILD_DB";
 const CRASH_FIRST_BATCH_ENV: &str = "ANNALS_SQLITE_CRASH_FIRST_BATCH";
 const ROUNDS: u64 = 20;
+/// Concurrent appenders in the grouped child (their appends share transactions).
+const GROUPED_TASKS: u64 = 8;
 
 /// Batch `b` has this many events (1..=9), so batch sizes vary.
 fn batch_size(batch: u64) -> u64 {
@@ -69,6 +71,52 @@ async fn crash_child() {
     }
 }
 
+/// The grouped child: `GROUPED_TASKS` tasks append batches at once (so the writer
+/// commits them in groups), each printing `ack <batch>` after its append is
+/// acknowledged. Does nothing when run as an ordinary test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_child_grouped() {
+    let Ok(path) = std::env::var(CRASH_CHILD_ENV) else {
+        return;
+    };
+    let first: u64 = std::env::var(CRASH_FIRST_BATCH_ENV)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let store = SqliteEventStore::open(&path).await.unwrap();
+    let stdout = std::sync::Arc::new(std::sync::Mutex::new(std::io::stdout()));
+    let mut tasks = Vec::new();
+    for task in 0..GROUPED_TASKS {
+        let (store, stdout) = (store.clone(), stdout.clone());
+        tasks.push(tokio::spawn(async move {
+            for k in 0.. {
+                let batch = first + k * GROUPED_TASKS + task;
+                let stream = StreamId::new(format!("crash-{}", batch % 5)).unwrap();
+                let size = batch_size(batch);
+                let events = (0..size)
+                    .map(|i| {
+                        NewEvent::json(
+                            "Crashed",
+                            &serde_json::json!({ "batch": batch, "size": size, "i": i, "pad": "x".repeat(200) }),
+                        )
+                        .unwrap()
+                    })
+                    .collect();
+                store
+                    .append(&stream, ExpectedVersion::Any, events)
+                    .await
+                    .unwrap();
+                let mut out = stdout.lock().unwrap();
+                writeln!(out, "ack {batch}").unwrap();
+                out.flush().unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
 /// The batch number of an `ack <batch>` line. The test harness may print its own
 /// text (`test crash_child ... `) in front of the first one.
 fn parse_ack(line: &str) -> Option<u64> {
@@ -76,9 +124,9 @@ fn parse_ack(line: &str) -> Option<u64> {
     Some(batch.trim().parse().unwrap())
 }
 
-fn spawn_child(path: &Path, first_batch: u64) -> std::process::Child {
+fn spawn_child(path: &Path, first_batch: u64, child: &str) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
-        .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
+        .args([child, "--exact", "--nocapture", "--test-threads=1"])
         .env(CRASH_CHILD_ENV, path)
         .env(CRASH_FIRST_BATCH_ENV, first_batch.to_string())
         .stdout(Stdio::piped())
@@ -116,6 +164,19 @@ async fn stored_batches(path: &Path) -> BTreeMap<u64, u64> {
 
 #[test]
 fn acknowledged_appends_survive_sigkill_and_batches_are_atomic() {
+    sigkill_rounds("crash_child", 1);
+}
+
+/// The same with `GROUPED_TASKS` concurrent appenders, whose appends the writer
+/// commits in groups: every acknowledged append survives, none is half-stored.
+#[test]
+fn acknowledged_grouped_appends_survive_sigkill_and_batches_are_atomic() {
+    sigkill_rounds("crash_child_grouped", GROUPED_TASKS as usize);
+}
+
+/// `ROUNDS` rounds of: run `child`, SIGKILL it, check the file. `in_flight` is how
+/// many unacknowledged appends the child can have running when it dies.
+fn sigkill_rounds(child_name: &str, in_flight: usize) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("crash.db");
@@ -123,7 +184,7 @@ fn acknowledged_appends_survive_sigkill_and_batches_are_atomic() {
 
     for round in 0..ROUNDS {
         let first_batch = round * 1_000_000;
-        let mut child = spawn_child(&path, first_batch);
+        let mut child = spawn_child(&path, first_batch, child_name);
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         // Let a varying number of appends through, then kill at a varying moment.
         let acks_before_kill = 5 + (round * 13) % 60;
@@ -161,7 +222,7 @@ fn acknowledged_appends_survive_sigkill_and_batches_are_atomic() {
                 "round {round}: acknowledged batch {batch} is missing after the crash"
             );
         }
-        // Per round, at most the one in-flight (unacknowledged) append may also have
+        // Per round, at most the in-flight (unacknowledged) appends may also have
         // committed before the kill.
         let extra: Vec<u64> = stored
             .keys()
@@ -169,7 +230,7 @@ fn acknowledged_appends_survive_sigkill_and_batches_are_atomic() {
             .copied()
             .collect();
         assert!(
-            extra.len() <= round as usize + 1,
+            extra.len() <= (round as usize + 1) * in_flight,
             "round {round}: unacknowledged batches stored: {extra:?}"
         );
     }

@@ -93,30 +93,30 @@ async fn reopening_keeps_events_and_snapshots() {
 }
 
 #[tokio::test]
-async fn default_options_are_wal_normal_with_busy_timeout_and_foreign_keys() {
+async fn default_options_are_wal_full_with_busy_timeout_and_foreign_keys() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteEventStore::open(dir.path().join("events.db"))
         .await
         .unwrap();
-    assert_eq!(store.options().get_synchronous(), Synchronous::Normal);
-    assert_eq!(pragma_int(&store, "synchronous").await, 1, "NORMAL");
+    assert_eq!(store.options().get_synchronous(), Synchronous::Full);
+    assert_eq!(pragma_int(&store, "synchronous").await, 2, "FULL");
     assert_eq!(pragma_int(&store, "busy_timeout").await, 5000);
     assert_eq!(pragma_int(&store, "foreign_keys").await, 1);
     assert_eq!(journal_mode(&store).await, "wal");
 }
 
 #[tokio::test]
-async fn options_set_synchronous_full_busy_timeout_and_readers() {
+async fn options_set_synchronous_normal_busy_timeout_and_readers() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteOptions::new(dir.path().join("events.db"))
-        .synchronous(Synchronous::Full)
+        .synchronous(Synchronous::Normal)
         .busy_timeout(Duration::from_millis(1234))
         .max_readers(0) // clamped to 1
         .acquire_timeout(Duration::from_secs(3))
         .open()
         .await
         .unwrap();
-    assert_eq!(pragma_int(&store, "synchronous").await, 2, "FULL");
+    assert_eq!(pragma_int(&store, "synchronous").await, 1, "NORMAL");
     assert_eq!(pragma_int(&store, "busy_timeout").await, 1234);
     assert_eq!(store.options().get_max_readers(), 1);
 

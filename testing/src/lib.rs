@@ -122,6 +122,7 @@ macro_rules! conformance_suite {
             finished_reads_stay_finished,
             // consuming the log: subscriptions, checkpoints, projections, replays
             subscription_catches_up_then_follows_live,
+            own_appends_wake_caught_up_subscriptions,
             subscription_resumes_after_checkpoint,
             subscription_filter_selects_like_read_all,
             subscription_to_one_stream,

@@ -73,6 +73,48 @@ pub async fn subscription_catches_up_then_follows_live(store: Arc<dyn EventStore
     );
 }
 
+/// A caught-up subscription whose idle poll is an hour still gets an append made
+/// through the same store at once: the backend's append signal wakes it.
+pub async fn own_appends_wake_caught_up_subscriptions(store: Arc<dyn EventStore>) {
+    assert!(
+        store.append_signal().is_some(),
+        "every backend wakes its own process's subscriptions"
+    );
+    let hour = Duration::from_secs(3600);
+    let stream = sid("wake");
+    let mut all = store.subscribe_all(SubscribeAll::from_start().idle_poll(hour));
+    let mut one = store.subscribe_stream(SubscribeStream::from_start(&stream).idle_poll(hour));
+    // Both are caught up (on nothing) and waiting when the appends come.
+    let (first_all, first_one, ()) = futures::join!(take(&mut all, 1), take(&mut one, 1), async {
+        for i in 0..2 {
+            tokio::task::yield_now().await;
+            store
+                .append(&stream, ExpectedVersion::Any, vec![ev("Wake", i)])
+                .await
+                .unwrap();
+        }
+    });
+    assert_eq!(first_all[0].stream_id, stream);
+    assert_eq!(first_one[0].version, Version::new(1));
+    // The second append, made while they were busy, comes next.
+    assert_eq!(take(&mut all, 1).await[0].version, Version::new(2));
+    assert_eq!(take(&mut one, 1).await[0].version, Version::new(2));
+    // Caught up again; a later append wakes them again.
+    let later = async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        store
+            .append(
+                &stream,
+                ExpectedVersion::Exact(Version::new(2)),
+                vec![ev("Wake", 3)],
+            )
+            .await
+            .unwrap();
+    };
+    let (third, ()) = futures::join!(take(&mut all, 1), later);
+    assert_eq!(third[0].version, Version::new(3));
+}
+
 /// Resuming after a checkpoint delivers exactly the events after it.
 pub async fn subscription_resumes_after_checkpoint(store: Arc<dyn EventStore>) {
     store

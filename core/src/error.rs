@@ -88,6 +88,21 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// A read cannot return everything committed before it started: an older
+    /// transaction that could still commit events below the ones already
+    /// committed is running (PostgreSQL's gap-safe order holds readers back
+    /// behind it), and the read waited its bound for it. Nothing was skipped:
+    /// retry from the last event returned. `source` names the blocker
+    /// (`annals_postgres::ReadBlocked`).
+    #[error("read held back: {message}: {source}")]
+    Blocked {
+        /// What was being done.
+        message: String,
+        /// What holds the read back.
+        #[source]
+        source: BoxError,
+    },
+
     /// The storage backend failed (I/O, driver error, corrupt file, …) in a way
     /// retrying will not fix.
     #[error("backend error: {message}: {source}")]
@@ -186,11 +201,23 @@ impl Error {
         }
     }
 
-    /// True for errors that may go away on their own: [`Error::Timeout`] and
-    /// [`Error::Unavailable`]. Retry those (an append with the same event ids);
-    /// the others will fail the same way again.
+    /// Builds an [`Error::Blocked`] from what holds a read back.
+    pub fn blocked(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Blocked {
+            message: message.into(),
+            source: source.into(),
+        }
+    }
+
+    /// True for errors that may go away on their own: [`Error::Timeout`],
+    /// [`Error::Unavailable`] and [`Error::Blocked`]. Retry those (an append with
+    /// the same event ids, a read from the last event returned); the others will
+    /// fail the same way again.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Timeout(_) | Error::Unavailable { .. })
+        matches!(
+            self,
+            Error::Timeout(_) | Error::Unavailable { .. } | Error::Blocked { .. }
+        )
     }
 
     /// Builds an [`Error::Codec`] from a codec error and what was being (de)coded.

@@ -71,9 +71,12 @@
 //! reader could skip a slow append. This store derives each event's position from
 //! its transaction's id (`xid × 2^20 + index in the batch`; positions are unique,
 //! increasing, and may have gaps) and [`read_all`](EventStore::read_all) returns only
-//! events below the first position of the oldest transaction still running. A
-//! reader that has seen position `P` therefore never later sees a new event below
-//! `P` — and appenders never wait for each other. The full argument, and what it
+//! events below the first position of the oldest transaction of this database
+//! still running. A reader that has seen position `P` therefore never later sees a
+//! new event below `P` — and appenders never wait for each other. A read that
+//! cannot return events committed before it started (an older transaction holds
+//! them back past `read_settle_timeout`) fails with [`ReadBlocked`] instead of
+//! ending short. The full argument, and what it
 //! costs, is in `docs/backends/postgres.md`.
 //!
 //! **Time bounds.** Every call is bounded by [`PostgresOptions::operation_timeout`]
@@ -103,8 +106,14 @@ mod store;
 pub use annals_core::*;
 pub use checkpoint::PostgresCheckpoints;
 pub use connect::PostgresEventStore;
+pub use error::{Blocker, ReadBlocked};
 pub use lease::PostgresLeases;
 pub use options::PostgresOptions;
+
+/// The read statements with their parameter types, for the plan tests
+/// (`postgres/tests/plans.rs`); not part of the API.
+#[doc(hidden)]
+pub use sql::read_statements as __read_statements;
 
 /// The sqlx types this crate's API mentions ([`PgPool`](sqlx::PgPool),
 /// [`PgConnectOptions`](sqlx::postgres::PgConnectOptions)), re-exported so you

@@ -130,20 +130,25 @@ impl PostgresOptions {
     /// How long [`read_all`](crate::EventStore::read_all) waits for events that are
     /// committed but not yet safe to return (default 2 s).
     ///
-    /// An event is safe once every transaction that started appending before it has
-    /// finished (see the crate docs on ordering). That normally takes
-    /// milliseconds; a long-running write transaction elsewhere in the cluster can
-    /// delay it. After this bound `read_all` ends early with the safe prefix — it
-    /// never returns an event past one that is not safe — and the next call picks
-    /// up the rest.
+    /// An event is safe once every transaction of this database that started
+    /// appending before it has finished (see the crate docs on ordering;
+    /// transactions of other databases never count). That normally takes
+    /// milliseconds; a long-running write transaction in this database can delay
+    /// it. `read_all` waits only for events committed before it started; after this
+    /// bound it fails with [`ReadBlocked`](crate::ReadBlocked) naming the
+    /// transaction that holds them back — it never returns an event past one that
+    /// is not safe, and never ends as if the log ended there. The events it
+    /// returned are final; retry from the last one.
     #[must_use]
     pub fn read_settle_timeout(mut self, timeout: Duration) -> Self {
         self.read_settle_timeout = timeout;
         self
     }
 
-    /// How many rows one read query fetches (default 1,000). Reads are paged, so
-    /// memory stays bounded by one page however long the read.
+    /// How many rows a read's first query fetches (default 1,000). Reads are
+    /// paged, so memory stays bounded by one page however long the read; each full
+    /// page of small events doubles the next, up to 16 times this size (a page's
+    /// events stay under a few MiB).
     #[must_use]
     pub fn page_size(mut self, rows: u32) -> Self {
         self.page_size = rows.max(1);

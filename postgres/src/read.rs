@@ -14,8 +14,10 @@ use sqlx::Row;
 
 use crate::{
     connect::Inner,
-    error::bounded,
-    row::{corrupt, decode_event, StreamCache, AFTER_EVENT_COLUMNS},
+    error::{bounded, Blocker, ReadBlocked},
+    row::{corrupt, decode_event, get, StreamCache, AFTER_EVENT_COLUMNS},
+    sql::LogShape,
+    Error,
 };
 
 /// Rows to ask for next: the page size, or fewer if the limit is nearer.
@@ -23,19 +25,47 @@ fn page_len(page: u32, remaining: u64) -> i64 {
     i64::from(page).min(i64::try_from(remaining).unwrap_or(i64::MAX))
 }
 
+/// Pages grow up to this many times the configured page size…
+const MAX_PAGE_GROWTH: u32 = 16;
+/// …while a page's events stay under this many bytes (payloads and strings).
+const PAGE_BYTES: usize = 4 << 20;
+
+/// About how much memory a page's events hold.
+fn page_bytes(events: &[RecordedEvent]) -> usize {
+    events
+        .iter()
+        .map(|e| {
+            size_of::<RecordedEvent>() + e.payload.len() + e.event_type.len() + e.content_type.len()
+        })
+        .sum()
+}
+
 /// Where a paged read is: the range still to read (`start..end`, start
 /// inclusive, end exclusive), how many events it may still return, and whether
 /// the last page was short (nothing more to read).
+///
+/// Pages start at the configured `page_size` and double after each full page
+/// whose events took less than half of [`PAGE_BYTES`], up to
+/// [`MAX_PAGE_GROWTH`] times `page_size` (a long replay makes few round trips,
+/// a short read or a subscription's first page stays small); a page above
+/// [`PAGE_BYTES`] halves the next one, down to `page_size`.
 struct Cursor {
     start: i64,
     end: i64,
     remaining: u64,
     direction: Direction,
     done: bool,
+    base: u32,
+    page: u32,
 }
 
 impl Cursor {
-    fn new(range: Range<u64>, limit: Option<u64>, direction: Direction) -> Result<Self> {
+    fn new(
+        range: Range<u64>,
+        limit: Option<u64>,
+        direction: Direction,
+        page_size: u32,
+    ) -> Result<Self> {
         // Core hands reads ranges within i64; `to_i64` only guards the conversion.
         let start = to_i64(range.start, "read start")?;
         let end = to_i64(range.end, "read end")?;
@@ -45,7 +75,28 @@ impl Cursor {
             remaining: limit.unwrap_or(u64::MAX),
             direction,
             done: start >= end,
+            base: page_size.max(1),
+            page: page_size.max(1),
         })
+    }
+
+    /// Rows to ask for in the next query.
+    fn want(&self) -> i64 {
+        page_len(self.page, self.remaining)
+    }
+
+    /// Sizes the next page after one that returned `events` (`full`: as many
+    /// rows as asked for).
+    fn resize(&mut self, events: &[RecordedEvent], full: bool) {
+        let bytes = page_bytes(events);
+        if bytes > PAGE_BYTES {
+            self.page = (self.page / 2).max(self.base);
+        } else if full && bytes < PAGE_BYTES / 2 {
+            self.page = self
+                .page
+                .saturating_mul(2)
+                .min(self.base.saturating_mul(MAX_PAGE_GROWTH));
+        }
     }
 
     fn finished(&self) -> bool {
@@ -66,7 +117,12 @@ impl Cursor {
 
 /// One stream's events, a page per query.
 pub(crate) fn read_stream<'a>(inner: &'a Inner, read: &ReadStream) -> EventStream<'a> {
-    let cursor = Cursor::new(read.versions(), read.max_events(), read.direction());
+    let cursor = Cursor::new(
+        read.versions(),
+        read.max_events(),
+        read.direction(),
+        inner.options.page_size,
+    );
     let stream_id = read.stream().clone();
     stream::try_unfold(Some(cursor), move |cursor| {
         let stream_id = stream_id.clone();
@@ -78,14 +134,14 @@ pub(crate) fn read_stream<'a>(inner: &'a Inner, read: &ReadStream) -> EventStrea
             if cursor.finished() {
                 return Ok(None);
             }
-            let want = page_len(inner.options.page_size, cursor.remaining);
+            let want = cursor.want();
             let sql = match cursor.direction {
                 Direction::Forward => inner.queries.read_stream_forward(),
                 Direction::Backward => inner.queries.read_stream_backward(),
             };
             let events = bounded(inner.options.operation_timeout, async {
                 let mut streams = StreamCache::with(&stream_id);
-                let mut events = Vec::with_capacity(usize::try_from(want).unwrap_or(0));
+                let mut events = Vec::with_capacity(usize::try_from(want.min(4096)).unwrap_or(0));
                 let mut rows = sqlx::query(sql)
                     .bind(stream_id.as_str())
                     .bind(cursor.start)
@@ -108,6 +164,7 @@ pub(crate) fn read_stream<'a>(inner: &'a Inner, read: &ReadStream) -> EventStrea
             };
             cursor.advance(last.version.get(), events.len())?;
             cursor.done = i64::try_from(events.len()).unwrap_or(i64::MAX) < want;
+            cursor.resize(&events, !cursor.done);
             Ok(Some((
                 stream::iter(events.into_iter().map(Ok)),
                 Some(Ok(cursor)),
@@ -156,64 +213,140 @@ impl LogFilter {
     }
 }
 
+impl LogFilter {
+    /// The statement shape for this filter (`sql.rs`).
+    fn shape(&self) -> LogShape {
+        LogShape {
+            types: !self.event_types.is_empty(),
+            prefix: self.prefix.is_some(),
+            glob: self.regex.is_some(),
+        }
+    }
+}
+
 /// First and longest pause while waiting for committed rows to become safe.
 const SETTLE_POLL_MIN: Duration = Duration::from_millis(1);
 const SETTLE_POLL_MAX: Duration = Duration::from_millis(25);
 
-/// One page of the log: the events to return, how many rows the query gave,
-/// and whether it stopped at a row that is not yet safe.
+/// One page of the log.
 struct Page {
+    /// The safe rows, in the read's direction, before any unsafe one.
     events: Vec<RecordedEvent>,
+    /// Rows the query returned up to (and including) the first unsafe one.
     rows: usize,
-    blocked: bool,
+    /// The first row that is not yet safe, if the page reached one.
+    unsafe_at: Option<i64>,
+    /// The statement's `read_horizon()` (from its first row; `None` without rows).
+    horizon: Option<i64>,
+}
+
+/// What to do with a page that stopped at a row that is not yet safe.
+enum Stall {
+    /// The row committed after the read began: the read has everything it must
+    /// return below it; end here (a tailing reader reads it next time).
+    AfterStart,
+    /// The row was committed before the read began: wait for the transaction
+    /// that holds it back, then error ([`ReadBlocked`]).
+    Wait,
+    /// The row is visible, yet at or above the first transaction id the
+    /// statement's snapshot has not seen: the stored positions are ahead of this
+    /// cluster's transaction ids (a restored log, and no store has connected
+    /// since to repair the clock). An error, once the rows below are returned.
+    ClockBehind,
 }
 
 /// The log, a page per query; only events below the safe position (see
 /// `sql.rs`), forward or backward.
+///
+/// A read never ends as if it had reached the end while events committed before
+/// it started are held back: it waits for them (`read_settle_timeout`), then
+/// fails with [`ReadBlocked`] naming the transaction that holds them back.
+/// Events committed after the read started may be left for the next read.
 pub(crate) fn read_all<'a>(inner: &'a Inner, read: &ReadAll) -> EventStream<'a> {
     let filter = LogFilter::new(read);
-    let cursor = Cursor::new(read.positions(), read.max_events(), read.direction()).map(|mut c| {
+    let cursor = Cursor::new(
+        read.positions(),
+        read.max_events(),
+        read.direction(),
+        inner.options.page_size,
+    )
+    .map(|mut c| {
         c.done |= filter.matches_nothing;
         c
     });
-    stream::try_unfold(Some(cursor), move |cursor| {
+    // The first statement's horizon: rows at or above it committed after the
+    // read began.
+    let state = cursor.map(|c| (c, None::<i64>));
+    stream::try_unfold(Some(state), move |state| {
         let filter = filter.clone();
         async move {
-            let Some(cursor) = cursor else {
+            let Some(state) = state else {
                 return Ok(None);
             };
-            let mut cursor = cursor?;
+            let (mut cursor, mut start_horizon) = state?;
             if cursor.finished() {
                 return Ok(None);
             }
-            let want = page_len(inner.options.page_size, cursor.remaining);
+            let want = cursor.want();
             let mut stalled_since: Option<Instant> = None;
+            let mut warned = false;
             let mut pause = SETTLE_POLL_MIN;
             loop {
                 let page = log_page(inner, &cursor, &filter, want).await?;
+                let horizon = *start_horizon.get_or_insert(page.horizon.unwrap_or(i64::MAX));
+                if cursor.direction == Direction::Backward && horizon < cursor.end {
+                    // Retried pages and later pages leave out what committed since.
+                    cursor.end = horizon;
+                }
+                let stall = page.unsafe_at.map(|at| classify(at, horizon, page.horizon));
                 if let Some(last) = page.events.last() {
                     cursor.advance(last.position.get(), page.events.len())?;
-                    cursor.done =
-                        !page.blocked && i64::try_from(page.rows).unwrap_or(i64::MAX) < want;
+                    let full = i64::try_from(page.rows).unwrap_or(i64::MAX) >= want;
+                    let clean = stall.is_none();
+                    cursor.done = match stall {
+                        None => !full,
+                        Some(Stall::AfterStart) => true,
+                        Some(Stall::Wait | Stall::ClockBehind) => false,
+                    };
+                    cursor.resize(&page.events, full && clean);
                     return Ok(Some((
                         stream::iter(page.events.into_iter().map(Ok)),
-                        Some(Ok(cursor)),
+                        Some(Ok((cursor, start_horizon))),
                     )));
                 }
-                if !page.blocked {
+                let Some(at) = page.unsafe_at else {
                     return Ok(None);
+                };
+                match stall {
+                    Some(Stall::AfterStart) => return Ok(None),
+                    Some(Stall::ClockBehind) => return Err(clock_behind(inner, at)),
+                    _ => {}
                 }
-                // Committed rows exist ahead, but an older transaction is still
-                // running: wait (bounded) for it to finish rather than return a
-                // short read.
+                // Committed rows that were there when the read began exist
+                // ahead, but an older transaction is still running: wait
+                // (bounded) for it rather than return a short read.
                 let since = *stalled_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= inner.options.read_settle_timeout {
-                    tracing::debug!(
+                let waited = since.elapsed();
+                let settle = inner.options.read_settle_timeout;
+                if !warned && waited >= settle / 2 {
+                    warned = true;
+                    let blocker = blocker(inner).await;
+                    tracing::warn!(
                         schema = %inner.schema,
-                        position = cursor.start,
-                        "read_all: committed events are not yet safe to return; ending the read early"
+                        position = at,
+                        waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+                        blocker = %describe(&blocker),
+                        "read_all is held back by a running transaction of this database"
                     );
-                    return Ok(None);
+                }
+                if waited >= settle {
+                    let blocked = ReadBlocked {
+                        position: u64::try_from(at).unwrap_or_default(),
+                        waited,
+                        blocker: blocker(inner).await,
+                    };
+                    tracing::warn!(schema = %inner.schema, "{blocked}");
+                    return Err(Error::blocked("reading the global log", blocked));
                 }
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(SETTLE_POLL_MAX);
@@ -224,27 +357,91 @@ pub(crate) fn read_all<'a>(inner: &'a Inner, read: &ReadAll) -> EventStream<'a> 
     .boxed()
 }
 
+/// Decides what a page that stopped at the unsafe row `at` means.
+fn classify(at: i64, start_horizon: i64, horizon: Option<i64>) -> Stall {
+    if horizon.is_some_and(|h| at >= h) {
+        Stall::ClockBehind
+    } else if at >= start_horizon {
+        Stall::AfterStart
+    } else {
+        Stall::Wait
+    }
+}
+
+/// The error for a visible row at or above the first transaction id the
+/// statement's snapshot has not seen.
+fn clock_behind(inner: &Inner, at: i64) -> Error {
+    Error::backend(
+        "reading the global log",
+        format!(
+            "the stored event at position {at} is ahead of this cluster's transaction \
+             ids (schema `{}`): the log was restored or replicated from another \
+             cluster and the position clock was not moved yet; connecting a store \
+             to this schema repairs it (docs/backends/postgres.md, \"Moving the log \
+             to another cluster\")",
+            inner.schema
+        ),
+    )
+}
+
+fn describe(blocker: &Option<Blocker>) -> String {
+    blocker
+        .as_ref()
+        .map_or_else(|| "unidentified".to_owned(), ToString::to_string)
+}
+
+/// The oldest running transaction of this database (best effort: `None` if it
+/// cannot be found or the query fails).
+async fn blocker(inner: &Inner) -> Option<Blocker> {
+    let row = bounded(inner.options.operation_timeout, async {
+        sqlx::query(inner.queries.read_blocker())
+            .fetch_optional(&inner.pool)
+            .await
+            .map_err(|e| inner.map_err(e, "looking up the transaction holding a read back"))
+    })
+    .await
+    .ok()??;
+    let xid: i64 = row.try_get("xid").ok()?;
+    let running_for: Option<f64> = row.try_get("running_for").ok()?;
+    let application_name: Option<String> = row.try_get("application_name").ok()?;
+    Some(Blocker {
+        xid: u64::try_from(xid).ok()?,
+        pid: row.try_get("pid").ok()?,
+        database: row.try_get("database").ok()?,
+        running_for: running_for
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64),
+        state: row.try_get("state").ok()?,
+        application_name: application_name.filter(|a| !a.is_empty()),
+        prepared_gid: row.try_get("gid").ok()?,
+    })
+}
+
 /// Reads one page of the log.
 async fn log_page(inner: &Inner, cursor: &Cursor, filter: &LogFilter, want: i64) -> Result<Page> {
-    let forward = cursor.direction == Direction::Forward;
-    let sql = if forward {
-        inner.queries.read_all_forward()
-    } else {
-        inner.queries.read_all_backward()
-    };
+    let backward = cursor.direction == Direction::Backward;
+    let sql = inner.queries.read_all(filter.shape(), backward);
     bounded(inner.options.operation_timeout, async {
         let mut streams = StreamCache::default();
-        let mut events = Vec::with_capacity(usize::try_from(want).unwrap_or(0));
-        let mut rows = sqlx::query(sql)
+        let mut events = Vec::with_capacity(usize::try_from(want.min(4096)).unwrap_or(0));
+        let mut query = sqlx::query(sql)
             .bind(cursor.start)
             .bind(cursor.end)
-            .bind(&filter.event_types)
-            .bind(filter.prefix.as_deref())
-            .bind(filter.regex.as_deref())
-            .bind(want)
-            .fetch(&inner.pool);
+            .bind(want);
+        // In the order of the shape's parameters (`LogShape::terms`).
+        if !filter.event_types.is_empty() {
+            query = query.bind(&filter.event_types);
+        }
+        if let Some(prefix) = &filter.prefix {
+            query = query.bind(prefix.as_str());
+        }
+        if let Some(regex) = &filter.regex {
+            query = query.bind(regex.as_str());
+        }
+        let mut rows = query.fetch(&inner.pool);
         let mut seen = 0_usize;
-        let mut blocked = false;
+        let mut unsafe_at = None;
+        let mut horizon = None;
         // Decode while the rest of the page is still arriving.
         while let Some(row) = rows
             .try_next()
@@ -252,23 +449,32 @@ async fn log_page(inner: &Inner, cursor: &Cursor, filter: &LogFilter, want: i64)
             .map_err(|e| inner.map_err(e, "reading the global log"))?
         {
             seen += 1;
-            // Backward reads select only safe rows; forward reads flag them.
-            if forward {
-                let safe: bool = row
-                    .try_get(AFTER_EVENT_COLUMNS)
-                    .map_err(|e| corrupt("the safety flag", e))?;
-                if !safe {
-                    // Never return a row past one that is not yet safe.
-                    blocked = true;
-                    break;
-                }
+            // Column types are checked on the first row only (`row::get`).
+            let checked = seen > 1;
+            if horizon.is_none() {
+                horizon = Some(
+                    row.try_get::<i64, _>(AFTER_EVENT_COLUMNS + 1)
+                        .map_err(|e| corrupt("the read horizon", e))?,
+                );
+            }
+            let safe: bool = get(&row, AFTER_EVENT_COLUMNS, checked)
+                .map_err(|e| corrupt("the safety flag", e))?;
+            if !safe {
+                // Never return a row past one that is not yet safe (backward:
+                // unsafe rows come first, and the page returns nothing).
+                unsafe_at = Some(
+                    row.try_get::<i64, _>(0)
+                        .map_err(|e| corrupt("position", e))?,
+                );
+                break;
             }
             events.push(decode_event(&row, &mut streams)?);
         }
         Ok(Page {
             events,
             rows: seen,
-            blocked,
+            unsafe_at,
+            horizon,
         })
     })
     .await

@@ -58,24 +58,58 @@ fn decode_metadata(json: &str) -> Result<Metadata> {
     Metadata::from_json(json)
 }
 
-/// Remembers the last decoded stream id, so consecutive rows of one stream share
-/// it instead of validating and allocating it again.
+/// What consecutive rows of one result share, kept from the last decoded row:
+/// whether the column types were checked (once per result, see
+/// [`decode_event`]), the
+/// stream id (validated and allocated once per run of rows of one stream) and the
+/// metadata (parsed once per run of identical metadata text — the events of one
+/// append typically carry the same correlation id). Reusing either gives the
+/// same value decoding would.
 #[derive(Default)]
-pub(crate) struct StreamCache(Option<StreamId>);
+pub(crate) struct StreamCache {
+    stream: Option<StreamId>,
+    metadata: Option<(String, Metadata)>,
+    /// A row of this result has had its column types checked.
+    typed: bool,
+}
 
 impl StreamCache {
     /// A cache that already holds `stream` (reads of one stream).
     pub(crate) fn with(stream: &StreamId) -> Self {
-        StreamCache(Some(stream.clone()))
+        StreamCache {
+            stream: Some(stream.clone()),
+            metadata: None,
+            typed: false,
+        }
     }
 
     fn get(&mut self, name: &str) -> Result<StreamId> {
-        match &self.0 {
+        match &self.stream {
             Some(cached) if cached.as_str() == name => Ok(cached.clone()),
             _ => {
                 let id = StreamId::new(name)?;
-                self.0 = Some(id.clone());
+                self.stream = Some(id.clone());
                 Ok(id)
+            }
+        }
+    }
+
+    fn metadata(&mut self, json: &str) -> Result<Metadata> {
+        if json == "{}" {
+            return Ok(Metadata::default());
+        }
+        match &mut self.metadata {
+            Some((text, parsed)) if text.as_str() == json => Ok(parsed.clone()),
+            slot => {
+                let parsed = decode_metadata(json)?;
+                match slot {
+                    Some((text, cached)) => {
+                        json.clone_into(text);
+                        cached.clone_from(&parsed);
+                    }
+                    None => *slot = Some((json.to_owned(), parsed.clone())),
+                }
+                Ok(parsed)
             }
         }
     }
@@ -86,15 +120,19 @@ pub(crate) fn decode_event(row: &PgRow, streams: &mut StreamCache) -> Result<Rec
     fn get_err(what: &'static str) -> impl Fn(sqlx::Error) -> Error {
         move |e| corrupt(what, e)
     }
-    let position: i64 = row.try_get(0).map_err(get_err("position"))?;
-    let id: sqlx::types::Uuid = row.try_get(1).map_err(get_err("event id"))?;
-    let stream: &str = row.try_get(2).map_err(get_err("stream id"))?;
-    let version: i64 = row.try_get(3).map_err(get_err("version"))?;
-    let event_type: String = row.try_get(4).map_err(get_err("event type"))?;
-    let content_type: String = row.try_get(5).map_err(get_err("content type"))?;
-    let payload: Vec<u8> = row.try_get(6).map_err(get_err("payload"))?;
-    let metadata: &str = row.try_get(7).map_err(get_err("metadata"))?;
-    let recorded_at: PgMicros = row.try_get(8).map_err(get_err("recorded_at"))?;
+    // The first row of a result checks every column's type; the rest of the
+    // same result have the same column types, so they skip sqlx's per-value
+    // type check (NULLs and malformed values are still errors).
+    let checked = std::mem::replace(&mut streams.typed, true);
+    let position: i64 = get(row, 0, checked).map_err(get_err("position"))?;
+    let id: sqlx::types::Uuid = get(row, 1, checked).map_err(get_err("event id"))?;
+    let stream: &str = get(row, 2, checked).map_err(get_err("stream id"))?;
+    let version: i64 = get(row, 3, checked).map_err(get_err("version"))?;
+    let event_type: String = get(row, 4, checked).map_err(get_err("event type"))?;
+    let content_type: String = get(row, 5, checked).map_err(get_err("content type"))?;
+    let payload: Vec<u8> = get(row, 6, checked).map_err(get_err("payload"))?;
+    let metadata: &str = get(row, 7, checked).map_err(get_err("metadata"))?;
+    let recorded_at: PgMicros = get(row, 8, checked).map_err(get_err("recorded_at"))?;
     Ok(RecordedEvent::new(
         EventId::from_uuid(id),
         streams.get(stream)?,
@@ -103,9 +141,22 @@ pub(crate) fn decode_event(row: &PgRow, streams: &mut StreamCache) -> Result<Rec
         event_type,
         payload,
         content_type,
-        decode_metadata(metadata)?,
+        streams.metadata(metadata)?,
         Timestamp::from_unix_micros(recorded_at.0),
     ))
+}
+
+/// Column `index` of `row`; with its type checked against `T` unless an
+/// earlier row of the same result was (`checked`).
+pub(crate) fn get<'r, T>(row: &'r PgRow, index: usize, checked: bool) -> sqlx::Result<T>
+where
+    T: Decode<'r, Postgres> + Type<Postgres>,
+{
+    if checked {
+        row.try_get_unchecked(index)
+    } else {
+        row.try_get(index)
+    }
 }
 
 #[cfg(test)]
@@ -126,5 +177,27 @@ mod tests {
             Metadata::from_json(&json).unwrap()
         );
         assert!(decode_metadata("not json").is_err());
+    }
+
+    #[test]
+    fn the_cache_returns_what_decoding_returns() {
+        let one = Metadata::new().with_correlation_id("c").to_json().unwrap();
+        let two = Metadata::new()
+            .with_causation_id("k")
+            .with_field("n", 1)
+            .to_json()
+            .unwrap();
+        let mut cache = StreamCache::default();
+        for json in [&one, &one, "{}", &one, &two, &two, &one, "{}"] {
+            assert_eq!(
+                cache.metadata(json).unwrap(),
+                decode_metadata(json).unwrap()
+            );
+        }
+        assert!(cache.metadata("not json").is_err());
+        assert_eq!(
+            cache.metadata(&two).unwrap(),
+            decode_metadata(&two).unwrap()
+        );
     }
 }

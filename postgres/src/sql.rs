@@ -23,8 +23,11 @@ pub(crate) struct Queries {
     stream_versions: Arc<str>,
     read_stream_forward: Arc<str>,
     read_stream_backward: Arc<str>,
-    read_all_forward: Arc<str>,
-    read_all_backward: Arc<str>,
+    /// One statement per filter shape and direction ([`LogShape::index`]).
+    read_all: Vec<Arc<str>>,
+    read_blocker: Arc<str>,
+    /// The quoted schema name.
+    schema: String,
     get_event: Arc<str>,
     save_snapshot: Arc<str>,
     load_snapshot: Arc<str>,
@@ -36,11 +39,99 @@ fn sql(text: &Arc<str>) -> SqlStr {
     AssertSqlSafe(Arc::clone(text)).into_sql_str()
 }
 
-/// The filter of both `read_all` shapes: `$3` event types (empty: all), `$4`
-/// stream prefix, `$5` stream regex (from the glob; NULL: no filter).
-const LOG_FILTER: &str = "(cardinality($3::text[]) = 0 OR e.event_type = ANY($3)) \
-     AND ($4::text IS NULL OR starts_with(e.stream_id, $4)) \
-     AND ($5::text IS NULL OR e.stream_id ~ $5)";
+/// The filters a `read_all` statement applies. Each shape (and direction) gets its
+/// own statement, with no always-true terms: a generic plan of `$3 IS NULL OR …`
+/// cannot know the term is true and may scan and sort instead of walking the
+/// primary key in order (prepared statements switch to the generic plan after
+/// five runs). `postgres/tests/plans.rs` checks every statement's generic plan.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct LogShape {
+    /// `event_type = ANY($n::text[])`.
+    pub(crate) types: bool,
+    /// `starts_with(stream_id, $n)`.
+    pub(crate) prefix: bool,
+    /// `stream_id ~ $n` (the glob as an anchored regex).
+    pub(crate) glob: bool,
+}
+
+impl LogShape {
+    /// Every shape, in [`LogShape::index`] order.
+    pub(crate) fn all() -> impl Iterator<Item = LogShape> {
+        (0..8_usize).map(|i| LogShape {
+            types: i & 1 != 0,
+            prefix: i & 2 != 0,
+            glob: i & 4 != 0,
+        })
+    }
+
+    pub(crate) fn index(self) -> usize {
+        usize::from(self.types) | usize::from(self.prefix) << 1 | usize::from(self.glob) << 2
+    }
+
+    /// The shape's `AND …` terms, numbering its parameters from `$4` in the
+    /// order types, prefix, regex (the order `read.rs` binds them).
+    fn terms(self) -> String {
+        let mut terms = String::new();
+        let mut n = 3;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        if self.types {
+            terms += &format!(" AND e.event_type = ANY(${}::text[])", next());
+        }
+        if self.prefix {
+            terms += &format!(" AND starts_with(e.stream_id, ${}::text)", next());
+        }
+        if self.glob {
+            terms += &format!(" AND e.stream_id ~ ${}::text", next());
+        }
+        terms
+    }
+
+    /// A short name for tests and logs, e.g. `types+prefix`.
+    pub(crate) fn name(self) -> String {
+        let parts: Vec<&str> = [
+            (self.types, "types"),
+            (self.prefix, "prefix"),
+            (self.glob, "glob"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+        if parts.is_empty() {
+            "unfiltered".to_owned()
+        } else {
+            parts.join("+")
+        }
+    }
+}
+
+/// One `read_all` statement: positions in [$1, $2), at most $3 rows, the shape's
+/// filters, in either direction, with two columns after the event's:
+/// * `safe`: the row is below the safe position (docs/backends/postgres.md,
+///   "The ordering guarantee"). `settled_position()` (the snapshot's xmin) is a
+///   cheap lower bound of `safe_position()`; the exact bound is computed (once,
+///   as an init plan) only if some row is not below the cheap one.
+/// * `horizon`: `read_horizon()`, the first position of the first transaction
+///   the statement's snapshot does not see: rows at or above it committed after
+///   the statement started (`read.rs` keeps the first statement's).
+///
+/// Backward reads return unsafe rows too (they come first, newest first), so the
+/// reader can tell a log that ends at the top from one held back below it.
+fn read_all_sql(s: &str, shape: LogShape, backward: bool) -> String {
+    let terms = shape.terms();
+    let order = if backward { " DESC" } else { "" };
+    format!(
+        "SELECT {EVENT_COLUMNS}, \
+                (e.position < (SELECT {s}.settled_position()) \
+                 OR e.position < (SELECT {s}.safe_position())) AS safe, \
+                (SELECT {s}.read_horizon()) AS horizon \
+         FROM {s}.events e \
+         WHERE e.position >= $1::bigint AND e.position < $2::bigint{terms} \
+         ORDER BY e.position{order} LIMIT $3::bigint"
+    )
+}
 
 impl Queries {
     pub(crate) fn new(schema: &str) -> Self {
@@ -119,39 +210,40 @@ impl Queries {
                                                WHERE e.stream_id = q.stream_id), 0) \
                  FROM unnest($1::text[]) AS q(stream_id)"
             )),
-            // Versions in [$2, $3), at most $4 rows.
+            // Versions in [$2, $3), at most $4 rows (the casts let tests PREPARE it).
             read_stream_forward: q(format!(
                 "SELECT {EVENT_COLUMNS} FROM {s}.events e \
-                 WHERE e.stream_id = $1 AND e.version >= $2 AND e.version < $3 \
-                 ORDER BY e.version LIMIT $4"
+                 WHERE e.stream_id = $1::text AND e.version >= $2::bigint AND e.version < $3::bigint \
+                 ORDER BY e.version LIMIT $4::bigint"
             )),
             read_stream_backward: q(format!(
                 "SELECT {EVENT_COLUMNS} FROM {s}.events e \
-                 WHERE e.stream_id = $1 AND e.version >= $2 AND e.version < $3 \
-                 ORDER BY e.version DESC LIMIT $4"
+                 WHERE e.stream_id = $1::text AND e.version >= $2::bigint AND e.version < $3::bigint \
+                 ORDER BY e.version DESC LIMIT $4::bigint"
             )),
-            // Positions in [$1, $2), filtered, at most $6 rows. `safe`: below the
-            // first position of the oldest transaction still running, so no append
-            // that could still commit a lower position is in flight
-            // (docs/backends/postgres.md, "The ordering guarantee"). The scalar
-            // subquery is evaluated once per statement, on its snapshot.
-            read_all_forward: q(format!(
-                "SELECT {EVENT_COLUMNS}, \
-                        e.position < (SELECT {s}.safe_position()) AS safe \
-                 FROM {s}.events e \
-                 WHERE e.position >= $1 AND e.position < $2 AND {LOG_FILTER} \
-                 ORDER BY e.position LIMIT $6"
-            )),
-            // Newest first, and only safe rows: the read starts below the safe
-            // position, so it never returns an event a later read could precede
-            // with one that commits afterwards.
-            read_all_backward: q(format!(
-                "SELECT {EVENT_COLUMNS} \
-                 FROM {s}.events e \
-                 WHERE e.position >= $1 AND e.position < least($2, (SELECT {s}.safe_position())) \
-                   AND {LOG_FILTER} \
-                 ORDER BY e.position DESC LIMIT $6"
-            )),
+            read_all: LogShape::all()
+                .flat_map(|shape| [false, true].map(|backward| (shape, backward)))
+                .map(|(shape, backward)| q(read_all_sql(&s, shape, backward)))
+                .collect(),
+            // What holds a read back (slow path only): the oldest running
+            // transaction that `safe_position()` counts (the same rule: not placed
+            // in another database), with what pg_stat_activity / pg_prepared_xacts
+            // tell about it. `xact_start` is NULL for other roles' sessions
+            // without pg_read_all_stats.
+            read_blocker: q(
+                "SELECT x.xid::text::bigint AS xid, a.pid, \
+                        coalesce(a.datname::text, p.database::text) AS database, \
+                        extract(epoch FROM clock_timestamp() - coalesce(a.xact_start, p.prepared))::float8 \
+                            AS running_for, \
+                        a.state, a.application_name, p.gid \
+                 FROM pg_snapshot_xip(pg_current_snapshot()) AS x(xid) \
+                 LEFT JOIN pg_stat_activity a ON a.backend_xid = x.xid::xid \
+                 LEFT JOIN pg_prepared_xacts p ON p.transaction = x.xid::xid \
+                 WHERE (a.datid IS NULL OR a.datname = current_database()) \
+                   AND (p.database IS NULL OR p.database = current_database()) \
+                 ORDER BY x.xid LIMIT 1"
+                    .to_owned(),
+            ),
             get_event: q(format!(
                 "SELECT {EVENT_COLUMNS} FROM {s}.events e WHERE e.event_id = $1"
             )),
@@ -168,6 +260,7 @@ impl Queries {
                 "SELECT version, state, content_type, schema_version FROM {s}.snapshots WHERE stream_id = $1"
             )),
             delete_snapshot: q(format!("DELETE FROM {s}.snapshots WHERE stream_id = $1")),
+            schema: s,
         }
     }
 
@@ -198,11 +291,16 @@ impl Queries {
     pub(crate) fn read_stream_backward(&self) -> SqlStr {
         sql(&self.read_stream_backward)
     }
-    pub(crate) fn read_all_forward(&self) -> SqlStr {
-        sql(&self.read_all_forward)
+    pub(crate) fn read_all(&self, shape: LogShape, backward: bool) -> SqlStr {
+        let i = shape.index() * 2 + usize::from(backward);
+        // Every shape's statement is built in `new`; the fallback is unreachable.
+        match self.read_all.get(i) {
+            Some(text) => sql(text),
+            None => sql(&Arc::from(read_all_sql(&self.schema, shape, backward))),
+        }
     }
-    pub(crate) fn read_all_backward(&self) -> SqlStr {
-        sql(&self.read_all_backward)
+    pub(crate) fn read_blocker(&self) -> SqlStr {
+        sql(&self.read_blocker)
     }
     pub(crate) fn get_event(&self) -> SqlStr {
         sql(&self.get_event)
@@ -216,4 +314,47 @@ impl Queries {
     pub(crate) fn delete_snapshot(&self) -> SqlStr {
         sql(&self.delete_snapshot)
     }
+}
+
+/// Every read statement for `schema`, named (`read_stream/forward`,
+/// `read_all/backward/types+prefix`, …), with its parameters' SQL types in
+/// order. For `postgres/tests/plans.rs`, which checks their generic plans; not
+/// part of the API.
+pub fn read_statements(schema: &str) -> Vec<(String, String, Vec<&'static str>)> {
+    let s = quote_ident(schema);
+    let queries = Queries::new(schema);
+    let stream = ["text", "bigint", "bigint", "bigint"];
+    let mut all = vec![
+        (
+            "read_stream/forward".to_owned(),
+            queries.read_stream_forward.to_string(),
+            stream.to_vec(),
+        ),
+        (
+            "read_stream/backward".to_owned(),
+            queries.read_stream_backward.to_string(),
+            stream.to_vec(),
+        ),
+    ];
+    for shape in LogShape::all() {
+        let mut params = vec!["bigint", "bigint", "bigint"];
+        if shape.types {
+            params.push("text[]");
+        }
+        if shape.prefix {
+            params.push("text");
+        }
+        if shape.glob {
+            params.push("text");
+        }
+        for backward in [false, true] {
+            let direction = if backward { "backward" } else { "forward" };
+            all.push((
+                format!("read_all/{direction}/{}", shape.name()),
+                read_all_sql(&s, shape, backward),
+                params.clone(),
+            ));
+        }
+    }
+    all
 }

@@ -114,7 +114,7 @@ async fn version_when_reachable(store: &PostgresEventStore, stream: &StreamId) -
     loop {
         match store.stream_version(stream).await {
             Ok(version) => return version,
-            Err(Error::Timeout(_) | Error::Backend { .. }) if Instant::now() < deadline => {
+            Err(e) if e.is_transient() && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(e) => panic!("the server did not answer within 120 s: {e}"),

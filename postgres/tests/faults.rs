@@ -259,7 +259,9 @@ async fn store_recovers_from_terminated_backends_without_losing_acknowledged_eve
                 {
                     Ok(_) => acknowledged.push(id),
                     Err(e) => {
-                        assert!(matches!(e, Error::Backend { .. }), "{e}");
+                        // A killed connection is the typed, retryable error.
+                        assert!(matches!(e, Error::Unavailable { .. }), "{e}");
+                        assert!(e.is_transient());
                         failures += 1;
                     }
                 }

@@ -14,8 +14,9 @@
 //! ```
 //!
 //! Per round: 8 tasks append continuously (`ExpectedVersion::Any`, one event per
-//! append, each event with its own id); an append failing with `Error::Timeout` or
-//! `Error::Backend` (the connection died, the pool could not connect) is retried
+//! append, each event with its own id); an append failing with a transient error
+//! (`Error::Timeout`, or `Error::Unavailable`: the connection died, the pool could
+//! not connect, the server was demoted) is retried
 //! with the SAME event, so a retry after an unknown outcome is idempotent. Two
 //! readers tail `read_all(ReadAll::after(last))`. The primary's postmaster is
 //! SIGKILLed (`ANNALS_HA_SCENARIO=patroni`: its Patroni) at a random moment;
@@ -91,10 +92,11 @@ fn cluster(args: &[&str]) -> String {
 }
 
 /// Errors worth retrying during a failover: the connection died or could not be
-/// made (`Backend`), or the call ran past its bound (`Timeout`). Either way the
-/// outcome of an append is unknown, and re-sending the same events is safe.
+/// made (`Unavailable`), or the call ran past its bound (`Timeout`) — what
+/// `Error::is_transient` says. Either way the outcome of an append is unknown,
+/// and re-sending the same events is safe.
 fn retryable(err: &Error) -> bool {
-    matches!(err, Error::Timeout(_) | Error::Backend { .. })
+    err.is_transient()
 }
 
 #[derive(Clone, Debug)]

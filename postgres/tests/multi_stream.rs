@@ -245,14 +245,15 @@ async fn a_condition_blocks_writers_of_its_stream_until_commit() {
 
 /// Backward reads of the log return only events below the safe position: an
 /// event committed above a transaction that is still running is held back (as on
-/// forward reads) until that transaction ends.
+/// forward reads) until that transaction ends — and a read that would have to
+/// leave it out fails (after the settle wait) instead of ending short.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backward_log_reads_stop_below_the_safe_position() {
     let (store, schema) =
         common::store_with(PostgresOptions::new().read_settle_timeout(Duration::from_millis(200)))
             .await;
     let s = sid("safe-1");
-    store
+    let early = store
         .append(
             &s,
             ExpectedVersion::NoStream,
@@ -267,29 +268,39 @@ async fn backward_log_reads_stop_below_the_safe_position() {
         .execute(&mut *open)
         .await
         .unwrap();
-    store
+    let late = store
         .append(&s, ExpectedVersion::Any, vec![NewEvent::new("Late", "{}")])
         .await
         .unwrap();
     let types = |events: Vec<annals_postgres::RecordedEvent>| {
         events.into_iter().map(|e| e.event_type).collect::<Vec<_>>()
     };
-    let backward = types(
+    let err = store
+        .read_all(ReadAll::backward())
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap_err();
+    let blocked = annals_postgres::ReadBlocked::find(&err).expect("a ReadBlocked error");
+    assert_eq!(blocked.position, late.positions[0].get(), "{err}");
+    // Below the held-back event, backward reads are complete and final.
+    let below = types(
         store
-            .read_all(ReadAll::backward())
+            .read_all(ReadAll::before(late.positions[0]))
             .try_collect()
             .await
             .unwrap(),
     );
-    assert_eq!(backward, vec!["Early"], "the unsafe event is held back");
-    let forward = types(
-        store
-            .read_all(ReadAll::forward())
-            .try_collect()
-            .await
-            .unwrap(),
+    assert_eq!(below, vec!["Early"], "the unsafe event is held back");
+    let mut forward = store.read_all(ReadAll::forward());
+    assert_eq!(
+        forward.try_next().await.unwrap().map(|e| e.position),
+        Some(early.positions[0])
     );
-    assert_eq!(forward, vec!["Early"]);
+    assert!(
+        forward.try_next().await.is_err(),
+        "never a silent short read"
+    );
+    drop(forward);
     // The stream read is not affected (versions are final once committed).
     let stream = types(
         store

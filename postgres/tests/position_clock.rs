@@ -108,9 +108,29 @@ async fn a_log_from_a_cluster_with_higher_transaction_ids_is_repaired_on_connect
         .await
         .unwrap();
     }
-    // Before the repair those rows count as "not yet safe": a reader waits for
-    // them (read_settle_timeout) and stops before them, never skipping one.
-    assert_eq!(positions(&store).await.len(), 1);
+    // Before the repair those rows are ahead of the cluster's transaction ids: a
+    // reader never skips them and never ends as if the log ended before them —
+    // it returns the event below them, then fails, saying what to do.
+    let mut read = store.read_all(ReadAll::forward());
+    let first_seen = read.try_next().await.unwrap().unwrap();
+    assert_eq!(first_seen.event_type, "A");
+    let err = read.try_next().await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("ahead of this cluster's transaction ids"),
+        "{err}"
+    );
+    drop(read);
+    let err = store
+        .read_all(ReadAll::backward())
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("ahead of this cluster's transaction ids"),
+        "{err}"
+    );
 
     let repaired = PostgresEventStore::connect_with(
         schema.url(),

@@ -29,6 +29,7 @@
 pub mod cases;
 pub mod checkpoints;
 pub mod leases;
+pub mod torture;
 mod fixture;
 pub mod generators;
 #[cfg(feature = "postgres")]

@@ -435,3 +435,103 @@ async fn paused_server_times_out_within_bound_and_retry_is_idempotent() {
     eprintln!("pause: {ROUNDS} rounds, {timeouts} timeouts");
     assert_eq!(timeouts, ROUNDS);
 }
+
+/// A subscription survives the server being SIGKILLed and restarted: it reports
+/// `Retrying` while the server is down, resumes after the last event it
+/// delivered, and hands out every stored event exactly once, in order. The
+/// writer retries each append with the same event until it is acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn subscription_survives_a_killed_and_restarted_server() {
+    use annals_core::{
+        consume::{Subscribe, SubscribeAll, SubscriptionState},
+        ReadAll, RecordedEvent,
+    };
+    const EVENTS: usize = 200;
+    let (container, url) = disposable().await;
+    let id = container.id().to_owned();
+    let store = Arc::new(store_on(&url, "faults_subscribe").await);
+    let acked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let saw_retrying = Arc::new(AtomicBool::new(false));
+
+    let subscriber = {
+        let (store, saw_retrying) = (Arc::clone(&store), Arc::clone(&saw_retrying));
+        tokio::spawn(async move {
+            let mut events = store.subscribe_all(SubscribeAll::from_start());
+            let mut seen: Vec<RecordedEvent> = Vec::new();
+            while seen.len() < EVENTS {
+                // Look at the state while waiting, to see the retries happen.
+                match tokio::time::timeout(Duration::from_millis(100), events.try_next()).await {
+                    Ok(next) => seen.push(next.unwrap().expect("never ends by itself")),
+                    Err(_) => {
+                        if matches!(events.state(), SubscriptionState::Retrying { .. }) {
+                            saw_retrying.store(true, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+            seen
+        })
+    };
+    let writer = {
+        let (store, acked) = (Arc::clone(&store), Arc::clone(&acked));
+        tokio::spawn(async move {
+            let stream = StreamId::new("followed").unwrap();
+            for i in 0..EVENTS {
+                let event = NewEvent::new("Followed", format!("{{\"i\":{i}}}").into_bytes());
+                let deadline = Instant::now() + Duration::from_secs(120);
+                loop {
+                    match store
+                        .append(&stream, ExpectedVersion::Any, vec![event.clone()])
+                        .await
+                    {
+                        Ok(_) => break,
+                        Err(e) if e.is_transient() && Instant::now() < deadline => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Err(e) => panic!("append {i}: {e}"),
+                    }
+                }
+                acked.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    // Kill the server once a quarter of the events are in.
+    let start = Instant::now();
+    while acked.load(Ordering::Relaxed) < EVENTS / 4 {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the writer got going"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    support::docker(&["kill", "--signal", "KILL", &id]).unwrap();
+    // Down long enough for the subscription to notice.
+    let down = Instant::now();
+    while !saw_retrying.load(Ordering::Relaxed) {
+        assert!(
+            down.elapsed() < Duration::from_secs(120),
+            "the subscription noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    support::docker(&["start", &id]).unwrap();
+    wait_for_server(&url, Duration::from_secs(60)).await;
+
+    writer.await.unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(120), subscriber)
+        .await
+        .expect("the subscription delivers everything after the restart")
+        .unwrap();
+    let stored: Vec<RecordedEvent> = store
+        .read_all(ReadAll::forward())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), EVENTS, "each acknowledged append once");
+    assert!(
+        seen == stored,
+        "every event once, in order, across the restart"
+    );
+    drop(container);
+}

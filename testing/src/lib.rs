@@ -28,12 +28,12 @@
 
 pub mod cases;
 pub mod checkpoints;
-pub mod leases;
-pub mod torture;
 mod fixture;
 pub mod generators;
+pub mod leases;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod torture;
 
 pub use fixture::{run_case, Fixture};
 
@@ -130,6 +130,7 @@ macro_rules! conformance_suite {
             subscription_slow_consumer_and_cancellation,
             subscriptions_with_concurrent_writers_see_everything_once,
             projection_checkpoints_and_error_policies,
+            projection_rebuilds_while_writers_append,
             replay_reports_progress_and_failures,
             // properties (proptest)
             prop_random_appends_match_model,

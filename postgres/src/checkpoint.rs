@@ -113,18 +113,16 @@ impl CheckpointStore for PostgresCheckpoints {
     fn save<'a>(&'a self, name: &'a str, position: Position) -> BoxFuture<'a, Result<()>> {
         async move {
             check_checkpoint_name(name)?;
-            let position = to_i64(position.get(), "checkpoint position")?;
             let inner = self.store.inner();
-            bounded(inner.options.operation_timeout, async {
-                sqlx::query(sqlx::AssertSqlSafe(self.save.as_str()))
-                    .bind(name)
-                    .bind(position)
-                    .execute(&inner.pool)
+            let mut conn = bounded(inner.options.acquire_timeout, async {
+                inner
+                    .pool
+                    .acquire()
                     .await
-                    .map_err(|e| inner.map_err(e, "saving a checkpoint"))?;
-                Ok(())
+                    .map_err(|e| inner.map_err(e, "saving a checkpoint"))
             })
-            .await
+            .await?;
+            self.save_in(&mut conn, name, position).await
         }
         .boxed()
     }

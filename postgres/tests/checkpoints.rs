@@ -16,10 +16,9 @@
 
 mod common;
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Command, Stdio},
-};
+use std::time::Duration;
+
+use annals_testing::child::Child;
 
 use annals_postgres::{
     consume::{CheckpointStore, Subscribe, SubscribeAll},
@@ -183,38 +182,15 @@ async fn sigkill_between_handler_and_commit_replays_exactly_once() {
     let positions = append_paid(&store, 3).await;
     project(&store, 1).await;
 
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "exactly_once_child",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_SCHEMA_ENV, schema.name())
-        .env(CHILD_URL_ENV, schema.url())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Read the child's output on a thread; its end (EOF) comes when the child
-    // dies, so a deadline below kills the child and never leaves this waiting.
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let ready = BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .any(|line| line.contains(READY));
-        let _ = tx.send(ready);
-    });
-    let ready = rx.recv_timeout(std::time::Duration::from_secs(120));
-    if ready != Ok(true) {
-        child.kill().unwrap();
-        child.wait().unwrap();
-        panic!("the child did not reach its handler within the deadline: {ready:?}");
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    let mut child = Child::spawn(
+        "exactly_once_child",
+        &[
+            (CHILD_SCHEMA_ENV, schema.name()),
+            (CHILD_URL_ENV, schema.url()),
+        ],
+    );
+    child.wait_for(READY, Duration::from_secs(120));
+    child.kill(); // SIGKILL
 
     // The killed transaction left nothing: the server rolls it back when the
     // connection drops. The restarted projection handles events 2 and 3 once.

@@ -18,11 +18,11 @@ mod common;
 
 use std::{
     collections::BTreeSet,
-    io::{BufRead, BufReader, Write},
-    process::{Child, Command, Stdio},
-    sync::mpsc::{channel, Receiver},
+    io::Write,
     time::{Duration, Instant},
 };
+
+use annals_testing::child::Child;
 
 use annals_postgres::{
     consume::{CheckpointStore, Projection},
@@ -74,67 +74,37 @@ async fn projection_child() {
         .unwrap();
 }
 
+/// A child running the projection, and the positions it said it handled.
 struct Instance {
     child: Child,
-    lines: Receiver<String>,
     handled: Vec<u64>,
 }
 
 impl Instance {
     fn spawn(schema: &annals_testing::postgres::TestSchema) -> Self {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "projection_child",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_SCHEMA_ENV, schema.name())
-            .env(CHILD_URL_ENV, schema.url())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
         Instance {
-            child,
-            lines,
+            child: Child::spawn(
+                "projection_child",
+                &[
+                    (CHILD_SCHEMA_ENV, schema.name()),
+                    (CHILD_URL_ENV, schema.url()),
+                ],
+            ),
             handled: Vec::new(),
         }
     }
 
-    /// Takes in what the child printed so far; true once it printed `started`.
+    /// Takes in what the child printed so far; true if it printed `started`.
     fn drain(&mut self) -> bool {
         let mut started = false;
-        while let Ok(line) = self.lines.try_recv() {
+        for line in self.child.drain() {
             // libtest may print `test projection_child ... ` before the first line.
-            if line.ends_with("started") {
-                started = true;
-            }
+            started |= line.ends_with("started");
             if let Some(p) = line.split("handled ").nth(1) {
                 self.handled.push(p.trim().parse().unwrap());
             }
         }
         started
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
@@ -199,7 +169,7 @@ async fn a_second_process_takes_over_when_the_leader_is_killed() {
     assert_eq!(a.handled, [first.clone(), second.clone()].concat());
 
     // SIGKILL the leader: the second takes over from the saved checkpoint.
-    a.kill();
+    a.child.kill();
     let killed = Instant::now();
     let third = append(&store, 5).await;
     wait_until("the second instance took over", || {

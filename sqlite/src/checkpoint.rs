@@ -152,16 +152,8 @@ impl CheckpointStore for SqliteCheckpoints {
                 Place::File(pool) => pool,
                 Place::Memory(memory) => return memory.save(name, position).await,
             };
-            check_checkpoint_name(name)?;
-            let position = to_i64(position.get(), "checkpoint position")?;
-            sqlx::query(SAVE)
-                .bind(name)
-                .bind(position)
-                .bind(Timestamp::now().as_unix_micros())
-                .execute(pool)
-                .await
-                .map_err(map("saving a checkpoint"))?;
-            Ok(())
+            let mut conn = pool.acquire().await.map_err(map("saving a checkpoint"))?;
+            self.save_in(&mut conn, name, position).await
         }
         .boxed()
     }

@@ -15,12 +15,9 @@
     clippy::cast_sign_loss
 )]
 
-use std::{
-    io::{BufRead, BufReader},
-    path::Path,
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{path::Path, time::Duration};
+
+use annals_testing::child::Child;
 
 use annals_sqlite::{
     consume::{CheckpointStore, Subscribe, SubscribeAll},
@@ -162,31 +159,9 @@ async fn sigkill_between_handler_and_commit_replays_exactly_once() {
     let mut conn = connect(&path).await;
     project(&store, &mut conn, 1).await;
 
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "exactly_once_child",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_DB_ENV, &path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let ready = BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .any(|line| line.contains(READY));
-        let _ = tx.send(ready);
-    });
-    let ready = rx.recv_timeout(Duration::from_secs(120));
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    assert_eq!(ready, Ok(true), "the child got between handler and commit");
+    let mut child = Child::spawn("exactly_once_child", &[(CHILD_DB_ENV, &path)]);
+    child.wait_for(READY, Duration::from_secs(120));
+    child.kill(); // SIGKILL
 
     // The killed transaction left nothing; the restarted projection handles
     // events 2 and 3 once.

@@ -14,12 +14,9 @@
     clippy::cast_sign_loss
 )]
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
-    sync::mpsc::{channel, Receiver, RecvTimeoutError},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
+
+use annals_testing::child::Child;
 
 use annals_sqlite::{consume::LeaseProvider, SqliteEventStore};
 
@@ -64,53 +61,6 @@ async fn lease_child() {
     std::future::pending::<()>().await;
 }
 
-struct Instance {
-    child: Child,
-    lines: Receiver<String>,
-}
-
-impl Instance {
-    fn spawn(path: &std::path::Path) -> Self {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["lease_child", "--exact", "--nocapture", "--test-threads=1"])
-            .env(CHILD_DB_ENV, path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Instance { child, lines }
-    }
-
-    /// Waits until the child prints a line ending in `word`.
-    fn wait_for(&self, word: &str) {
-        let start = Instant::now();
-        loop {
-            let left = DEADLINE.saturating_sub(start.elapsed());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.ends_with(word) => return,
-                Ok(_) => {}
-                Err(e) => panic!("waiting for `{word}`: {e:?}"),
-            }
-        }
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn a_second_process_takes_over_when_the_leader_is_killed() {
     let dir = tempfile::tempdir().unwrap();
@@ -121,19 +71,16 @@ fn a_second_process_takes_over_when_the_leader_is_killed() {
         .block_on(SqliteEventStore::open(&path))
         .unwrap();
 
-    let mut first = Instance::spawn(&path);
-    first.wait_for("leader");
-    let second = Instance::spawn(&path);
-    second.wait_for("waiting");
+    let spawn = || Child::spawn("lease_child", &[(CHILD_DB_ENV, &path)]);
+    let mut first = spawn();
+    first.wait_for("leader", DEADLINE);
+    let second = spawn();
+    second.wait_for("waiting", DEADLINE);
     // The second keeps waiting while the first holds the lease: it has tried
     // several times (every 250 ms) within this window and printed nothing.
-    assert!(matches!(
-        second.lines.recv_timeout(Duration::from_millis(1500)),
-        Err(RecvTimeoutError::Timeout)
-    ));
-    first.child.kill().unwrap(); // SIGKILL
-    first.child.wait().unwrap();
+    assert!(second.silent_for(Duration::from_millis(1500)));
+    first.kill(); // SIGKILL
     let killed = Instant::now();
-    second.wait_for("leader");
+    second.wait_for("leader", DEADLINE);
     println!("takeover after SIGKILL: {:?}", killed.elapsed());
 }

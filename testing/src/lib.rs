@@ -28,6 +28,7 @@
 
 pub mod cases;
 pub mod checkpoints;
+pub mod child;
 mod fixture;
 pub mod generators;
 pub mod leases;

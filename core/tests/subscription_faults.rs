@@ -183,7 +183,11 @@ async fn other_errors_end_the_subscription() {
     };
     append(&store, 2).await;
     let mut events = store.subscribe_all(SubscribeAll::from_start());
-    // The first page fails after one event: it is not delivered half.
+    // The read fails after one event: that event is delivered (it is final, and
+    // the subscription's position says where to resume), then the error.
+    let first = events.try_next().await.unwrap().unwrap();
+    assert_eq!(first.position.get(), 1);
+    assert_eq!(events.position().get(), 1);
     let error = events.try_next().await.unwrap_err();
     assert!(!error.is_transient(), "{error}");
     assert!(events.try_next().await.unwrap().is_none(), "ended");

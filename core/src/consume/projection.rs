@@ -99,7 +99,7 @@ pub struct Projection {
     name: String,
     filter: ReadFilter,
     policy: ErrorPolicy,
-    page: u64,
+    page: Option<u64>,
     idle_poll: Duration,
     stop_after: Option<u64>,
 }
@@ -112,7 +112,7 @@ impl Projection {
             name: name.into(),
             filter: ReadFilter::new(),
             policy: ErrorPolicy::Stop,
-            page: 512,
+            page: None,
             idle_poll: Duration::from_millis(50),
             stop_after: None,
         }
@@ -132,10 +132,11 @@ impl Projection {
         self
     }
 
-    /// How many events one read fetches (default 512).
+    /// The most events one read returns (default: no limit; see
+    /// [`SubscribeAll::page_size`](super::SubscribeAll::page_size)).
     #[must_use]
     pub fn page_size(mut self, events: u64) -> Self {
-        self.page = events.max(1);
+        self.page = Some(events.max(1));
         self
     }
 
@@ -233,12 +234,13 @@ impl Projection {
             checkpoint: start,
             ..ProjectionReport::default()
         };
-        let mut events = store.subscribe_all(
-            SubscribeAll::resume(start)
-                .filter(self.filter.clone())
-                .page_size(self.page)
-                .idle_poll(self.idle_poll),
-        );
+        let subscribe = SubscribeAll::resume(start)
+            .filter(self.filter.clone())
+            .idle_poll(self.idle_poll);
+        let mut events = store.subscribe_all(match self.page {
+            Some(page) => subscribe.page_size(page),
+            None => subscribe,
+        });
         let mut done = 0_u64;
         while self.stop_after.is_none_or(|n| done < n) {
             let Some(event) = events.try_next().await? else {

@@ -2,7 +2,6 @@
 //! `futures::Stream`.
 
 use std::{
-    collections::VecDeque,
     pin::Pin,
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -20,7 +19,6 @@ use crate::{
     StreamId, Version,
 };
 
-const DEFAULT_PAGE: u64 = 512;
 const DEFAULT_IDLE_POLL: Duration = Duration::from_millis(50);
 /// After a wake-up that found nothing new, how long to keep looking at short
 /// intervals, starting at the first and doubling up to the second.
@@ -77,8 +75,10 @@ impl SubscribeAll {
         self
     }
 
-    /// How many events one read fetches (default 512): the most a subscription
-    /// holds in memory, whatever the consumer's speed.
+    /// The most events one read returns before the subscription starts the next
+    /// (default: no limit). Memory does not depend on it: reads are streamed,
+    /// and a backend's reads are paged, so a subscription holds at most one
+    /// backend page, whatever the consumer's speed.
     pub fn page_size(mut self, events: u64) -> Self {
         self.page = Some(events.max(1));
         self
@@ -123,7 +123,8 @@ impl SubscribeStream {
         }
     }
 
-    /// How many events one read fetches (default 512).
+    /// The most events one read returns before the subscription starts the next
+    /// (default: no limit; see [`SubscribeAll::page_size`]).
     pub fn page_size(mut self, events: u64) -> Self {
         self.page = Some(events.max(1));
         self
@@ -162,7 +163,7 @@ pub trait Subscribe: EventStore {
     /// Catches up on the log after the request's checkpoint, then follows it live.
     /// The stream ends only with an error (or when dropped).
     fn subscribe_all(&self, request: SubscribeAll) -> Subscription<'_> {
-        let page = request.page.unwrap_or(DEFAULT_PAGE);
+        let page = request.page;
         let filter = request.filter;
         let start = request.after.map_or(0, Position::get);
         Subscription::new(
@@ -171,7 +172,10 @@ pub trait Subscribe: EventStore {
             (request.idle_poll, self.append_signal()),
             move |after| {
                 let read = ReadAll::after(Position::new(after)).filter(filter.clone());
-                self.read_all(read.limit(page))
+                self.read_all(match page {
+                    Some(page) => read.limit(page),
+                    None => read,
+                })
             },
             |e| e.position.get(),
         )
@@ -179,7 +183,7 @@ pub trait Subscribe: EventStore {
 
     /// Catches up on one stream after the request's version, then follows it live.
     fn subscribe_stream(&self, request: SubscribeStream) -> Subscription<'_> {
-        let page = request.page.unwrap_or(DEFAULT_PAGE);
+        let page = request.page;
         let stream = request.stream;
         Subscription::new(
             request.after.map_or(0, Version::get),
@@ -187,7 +191,10 @@ pub trait Subscribe: EventStore {
             (request.idle_poll, self.append_signal()),
             move |after| {
                 let read = ReadStream::forward(&stream).after(Version::new(after));
-                self.read_stream(read.limit(page))
+                self.read_stream(match page {
+                    Some(page) => read.limit(page),
+                    None => read,
+                })
             },
             |e| e.version.get(),
         )
@@ -229,10 +236,12 @@ impl Shared {
     }
 }
 
-/// Reads a page after the cursor; hands its events out one by one; when a page is
-/// empty (caught up), waits for the append signal or `idle`, whichever comes
-/// first, and reads again. A transient read error is retried with backoff; any
-/// other error ends the stream.
+/// Streams a read after the cursor, handing its events out as the consumer asks
+/// (the backend's reads are paged, so at most one backend page is held); when a
+/// read ends, starts the next one, and when a read finds nothing (caught up),
+/// waits for the append signal or `idle`, whichever comes first. A transient
+/// read error is retried with backoff after the last delivered event; any other
+/// error ends the stream.
 fn follow_by<'a, F, K>(
     after: u64,
     idle: Duration,
@@ -244,9 +253,11 @@ where
     F: Fn(u64) -> crate::EventStream<'a> + Send + 'a,
     K: Fn(&RecordedEvent) -> u64 + Send + 'a,
 {
-    struct Cursor<F, K> {
+    struct Cursor<'a, F, K> {
         after: u64,
-        buffer: VecDeque<RecordedEvent>,
+        /// The read in progress, the signal's generation from before it began,
+        /// and whether it delivered anything yet.
+        reading: Option<(crate::EventStream<'a>, Option<u64>, bool)>,
         failed: bool,
         signal: Option<AppendSignal>,
         /// Woken by the signal and not yet found what was appended: until when
@@ -258,7 +269,7 @@ where
     }
     let start = Cursor {
         after,
-        buffer: VecDeque::new(),
+        reading: None,
         failed: false,
         signal,
         woken_until: None,
@@ -274,16 +285,31 @@ where
         let mut failures = 0_u32;
         let mut backoff = ERROR_RETRY_FIRST;
         loop {
-            if let Some(event) = cursor.buffer.pop_front() {
-                cursor.after = (cursor.key)(&event);
-                return Some((Ok(event), cursor));
+            let (events, seen, delivered) = cursor.reading.get_or_insert_with(|| {
+                // The generation before the read begins: an append that commits
+                // after that bumps it, so the wait below cannot miss it.
+                let seen = cursor.signal.as_ref().map(AppendSignal::generation);
+                ((cursor.read)(cursor.after), seen, false)
+            });
+            let (seen, delivered) = (*seen, *delivered);
+            let next = events.next().await;
+            if failures > 0 && !matches!(next, Some(Err(_))) {
+                tracing::info!(after = cursor.after, attempts = failures, "subscription reads again");
+                failures = 0;
+                backoff = ERROR_RETRY_FIRST;
+                cursor.shared.set(SubscriptionState::CatchingUp);
             }
-            // Read the generation before reading the log: an append that commits
-            // after the read has begun bumps it, so the wait below cannot miss it.
-            let seen = cursor.signal.as_ref().map(AppendSignal::generation);
-            let page = match (cursor.read)(cursor.after).try_collect::<Vec<_>>().await {
-                Ok(page) => page,
-                Err(error) if error.is_transient() => {
+            match next {
+                Some(Ok(event)) => {
+                    if let Some((_, _, delivered)) = cursor.reading.as_mut() {
+                        *delivered = true;
+                    }
+                    cursor.woken_until = None;
+                    cursor.after = (cursor.key)(&event);
+                    return Some((Ok(event), cursor));
+                }
+                Some(Err(error)) if error.is_transient() => {
+                    cursor.reading = None;
                     failures = failures.saturating_add(1);
                     tracing::warn!(%error, after = cursor.after, attempts = failures, "subscription read failed; retrying");
                     cursor.shared.set(SubscriptionState::Retrying {
@@ -294,22 +320,16 @@ where
                     backoff = (backoff * 2).min(ERROR_RETRY_MAX);
                     continue;
                 }
-                Err(error) => {
+                Some(Err(error)) => {
                     tracing::warn!(%error, after = cursor.after, "subscription read failed; ending it");
+                    cursor.reading = None;
                     cursor.failed = true;
                     return Some((Err(error), cursor));
                 }
-            };
-            if failures > 0 {
-                tracing::info!(after = cursor.after, attempts = failures, "subscription reads again");
-                failures = 0;
-                backoff = ERROR_RETRY_FIRST;
-                cursor.shared.set(SubscriptionState::CatchingUp);
+                None => cursor.reading = None,
             }
-            if !page.is_empty() {
-                cursor.woken_until = None;
-                cursor.buffer.extend(page);
-                continue;
+            if delivered {
+                continue; // the read ended (or hit its page limit): read on
             }
             // Caught up. Woken for an append not readable yet (a backend with a
             // gap-safe order holds it back behind an older writer)? Keep
@@ -340,7 +360,7 @@ where
 
 /// A live subscription: a `futures::Stream` of events, in order, each once. It
 /// catches up first and then follows new events; it does nothing while not
-/// polled (a slow consumer holds at most one page). Transient read errors are
+/// polled (a slow consumer holds at most one backend page). Transient read errors are
 /// retried (see [`SubscriptionState::Retrying`]); it ends only with another
 /// error, or when dropped.
 pub struct Subscription<'a> {

@@ -27,8 +27,10 @@ pub type EventStream<'a> = BoxStream<'a, Result<RecordedEvent>>;
 ///
 /// # The contract
 ///
-/// Every backend (`annals-memory`, `annals-sqlite`, `annals-postgres`) proves the same
-/// behaviour by running the `annals-testing` conformance suite:
+/// Every backend (`annals-memory`, `annals-sqlite`, `annals-postgres`, `annals-fs`)
+/// proves the same behaviour by running the `annals-testing` conformance suite.
+/// A new backend implements [`Backend`] (which receives only requests core has
+/// validated), never this trait: every `Backend` is an `EventStore`.
 ///
 /// * **Versions**: a stream's version is its number of events; a missing stream is at
 ///   [`Version::ZERO`] and the first event gets version 1. Versions are contiguous
@@ -86,13 +88,17 @@ pub trait EventStore: Send + Sync {
     fn commit(&self, request: AppendRequest) -> BoxFuture<'_, Result<Committed>>;
 
     /// Appends `events` to `stream` if the stream satisfies `expected`; atomic. The
-    /// one-stream shorthand for [`commit`](EventStore::commit).
+    /// one-stream shorthand for [`commit`](EventStore::commit), provided in its
+    /// terms.
     fn append<'a>(
         &'a self,
         stream: &'a StreamId,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
-    ) -> BoxFuture<'a, Result<AppendResult>>;
+    ) -> BoxFuture<'a, Result<AppendResult>> {
+        let request = AppendRequest::new().append(stream, expected, events);
+        async move { self.commit(request).await?.into_single() }.boxed()
+    }
 
     /// Reads one stream's events; see [`ReadStream`]. A missing stream reads as
     /// empty.

@@ -48,7 +48,8 @@ async fn fill(store: &dyn EventStore, n: usize) {
     }
 }
 
-/// Reads the whole log through a subscription (page 512, the default).
+/// Reads the whole log through a subscription (default settings: one streamed
+/// read, paged by the backend).
 async fn catch_up(store: &dyn EventStore, n: usize) -> usize {
     let mut events = store.subscribe_all(SubscribeAll::from_start());
     let mut seen = 0;
@@ -80,12 +81,18 @@ fn catch_up_group(
 /// caught-up subscription on the whole log and `WRITERS` tasks appending to
 /// their own streams meanwhile. Each sample is measured from the start of the
 /// append until the subscription hands the event out.
+///
+/// `watcher` holds the subscription. When it is another instance than `store`
+/// (another pool: as far as it can tell, another process), it only hears of
+/// the appends through the backend (PostgreSQL's `LISTEN/NOTIFY`); its idle
+/// poll is then one second, so the figures are the notification path's.
 fn latency_group(
     c: &mut Criterion,
     rt: &tokio::runtime::Runtime,
     name: &str,
-    store: &Arc<dyn EventStore>,
+    (store, watcher): (&Arc<dyn EventStore>, &Arc<dyn EventStore>),
 ) {
+    let other_instance = !Arc::ptr_eq(store, watcher);
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
@@ -111,7 +118,11 @@ fn latency_group(
             .await
             .unwrap()
             .map(|e| e.position);
-        futures::lock::Mutex::new(store.subscribe_all(SubscribeAll::resume(head)))
+        let mut request = SubscribeAll::resume(head);
+        if other_instance {
+            request = request.idle_poll(Duration::from_secs(1));
+        }
+        futures::lock::Mutex::new(watcher.subscribe_all(request))
     });
     let mut group = bench_group(c, &format!("{name}/latency"), 10, 5);
     group.throughput(Throughput::Elements(1));
@@ -161,7 +172,7 @@ fn memory(c: &mut Criterion) {
     let store: Arc<dyn EventStore> = Arc::new(MemoryEventStore::new());
     rt.block_on(fill(&*store, LOG));
     catch_up_group(c, &rt, "memory", &*store);
-    latency_group(c, &rt, "memory", &store);
+    latency_group(c, &rt, "memory", (&store, &store));
 }
 
 fn sqlite(c: &mut Criterion) {
@@ -173,23 +184,29 @@ fn sqlite(c: &mut Criterion) {
     );
     rt.block_on(fill(&*store, LOG));
     catch_up_group(c, &rt, "sqlite", &*store);
-    latency_group(c, &rt, "sqlite", &store);
+    latency_group(c, &rt, "sqlite", (&store, &store));
 }
 
 fn postgres(c: &mut Criterion) {
     let rt = runtime();
     let url = rt.block_on(database_url());
     let schema = unique_schema_name().replacen("annals_test_", "annals_bench_", 1);
-    let store: Arc<dyn EventStore> = Arc::new(
-        rt.block_on(PostgresEventStore::connect_with(
-            &url,
-            PostgresOptions::new().schema(&schema).max_connections(8),
-        ))
-        .unwrap(),
-    );
+    let connect = || -> Arc<dyn EventStore> {
+        Arc::new(
+            rt.block_on(PostgresEventStore::connect_with(
+                &url,
+                PostgresOptions::new().schema(&schema).max_connections(8),
+            ))
+            .unwrap(),
+        )
+    };
+    let store = connect();
     rt.block_on(fill(&*store, LOG));
     catch_up_group(c, &rt, "postgres", &*store);
-    latency_group(c, &rt, "postgres", &store);
+    latency_group(c, &rt, "postgres", (&store, &store));
+    // Appends by another instance reach the subscriber through LISTEN/NOTIFY.
+    let watcher = connect();
+    latency_group(c, &rt, "postgres_notify", (&store, &watcher));
     rt.block_on(drop_schema(&url, &schema));
 }
 

@@ -82,6 +82,15 @@ pub trait Backend: Send + Sync {
     fn append_signal(&self) -> Option<AppendSignal> {
         None
     }
+
+    /// The signal a [`Subscription`](crate::consume::Subscription) waits on. The
+    /// default is [`append_signal`](Backend::append_signal). A backend that can
+    /// also hear *other processes'* appends (PostgreSQL's `LISTEN/NOTIFY`)
+    /// overrides it to start listening the first time a subscriber asks, and
+    /// notifies the same signal when it hears one.
+    fn watch_appends(&self) -> Option<AppendSignal> {
+        self.append_signal()
+    }
 }
 
 /// Converts a version, position or limit to the `i64` SQL databases store.
@@ -138,5 +147,8 @@ impl<B: Backend + ?Sized> Backend for &B {
     }
     fn append_signal(&self) -> Option<AppendSignal> {
         (**self).append_signal()
+    }
+    fn watch_appends(&self) -> Option<AppendSignal> {
+        (**self).watch_appends()
     }
 }

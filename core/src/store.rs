@@ -131,9 +131,18 @@ pub trait EventStore: Send + Sync {
     /// The signal notified after every append this store commits in this process,
     /// if the backend has one. [`Subscription`](crate::consume::Subscription)s
     /// wait on it to deliver new events at once instead of at their next poll;
-    /// without one they poll. Appends by other processes are found by polling.
+    /// without one they poll.
     fn append_signal(&self) -> Option<AppendSignal> {
         None
+    }
+
+    /// The signal [`Subscription`](crate::consume::Subscription)s wait on: the
+    /// [`append_signal`](EventStore::append_signal), which a backend that can hear
+    /// other processes' appends also notifies when it hears one (PostgreSQL
+    /// starts `LISTEN`ing on the first call). Other processes' appends are
+    /// otherwise found by polling.
+    fn watch_appends(&self) -> Option<AppendSignal> {
+        self.append_signal()
     }
 }
 
@@ -300,6 +309,10 @@ impl<B: Backend> EventStore for B {
     fn append_signal(&self) -> Option<AppendSignal> {
         Backend::append_signal(self)
     }
+
+    fn watch_appends(&self) -> Option<AppendSignal> {
+        Backend::watch_appends(self)
+    }
 }
 
 /// A read's events: nothing at all for an empty read (core answers it), the
@@ -416,6 +429,9 @@ macro_rules! forward_event_store {
             }
             fn append_signal(&self) -> Option<AppendSignal> {
                 (**self).append_signal()
+            }
+            fn watch_appends(&self) -> Option<AppendSignal> {
+                (**self).watch_appends()
             }
         }
     )*};

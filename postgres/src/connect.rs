@@ -10,6 +10,7 @@ use sqlx::{
 
 use crate::{
     error::{self, bounded},
+    notify::Notifications,
     options::quote_ident,
     sql::Queries,
     Error, PostgresOptions,
@@ -48,6 +49,8 @@ pub(crate) struct Inner {
     pub(crate) options: PostgresOptions,
     /// Wakes this process's subscriptions after its own appends.
     pub(crate) signal: annals_core::consume::AppendSignal,
+    /// `NOTIFY` after appends, `LISTEN` for subscribers (other processes' appends).
+    pub(crate) notifications: Arc<Notifications>,
 }
 
 impl Inner {
@@ -134,12 +137,14 @@ impl PostgresEventStore {
     pub async fn from_pool_with(pool: PgPool, options: PostgresOptions) -> Result<Self> {
         options.validate()?;
         let schema = options.schema.clone();
+        let notifications = Arc::new(Notifications::new(&schema, options.notifications));
         let inner = Inner {
             queries: Queries::new(&schema),
             pool,
             schema,
             options,
             signal: annals_core::consume::AppendSignal::new(),
+            notifications,
         };
         let timeout = inner.options.operation_timeout;
         bounded(timeout, migrate(&inner)).await?;

@@ -95,6 +95,7 @@ mod checkpoint;
 mod connect;
 mod error;
 mod lease;
+mod notify;
 mod options;
 mod read;
 mod row;

@@ -35,6 +35,7 @@ pub struct PostgresOptions {
     pub(crate) read_settle_timeout: Duration,
     pub(crate) page_size: u32,
     pub(crate) application_name: Option<String>,
+    pub(crate) notifications: bool,
 }
 
 impl Default for PostgresOptions {
@@ -48,6 +49,7 @@ impl Default for PostgresOptions {
             read_settle_timeout: Self::DEFAULT_READ_SETTLE_TIMEOUT,
             page_size: Self::DEFAULT_PAGE_SIZE,
             application_name: None,
+            notifications: true,
         }
     }
 }
@@ -161,6 +163,22 @@ impl PostgresOptions {
     #[must_use]
     pub fn application_name(mut self, name: impl Into<String>) -> Self {
         self.application_name = Some(name.into());
+        self
+    }
+
+    /// Whether appends wake other processes' subscriptions at once (default on).
+    ///
+    /// On, the store sends a `NOTIFY` on channel `annals.<schema>` after its
+    /// appends (from a background task, outside the append's transaction), and
+    /// its first [subscription](annals_core::consume::Subscribe) makes it
+    /// `LISTEN` on one extra connection of its own, outside the pool. Off,
+    /// subscriptions find other processes' appends at their
+    /// [idle poll](annals_core::consume::SubscribeAll::idle_poll). Turn it off
+    /// behind a pooler in transaction mode (PgBouncer's `pool_mode =
+    /// transaction`), where `LISTEN` does not work.
+    #[must_use]
+    pub fn notifications(mut self, on: bool) -> Self {
+        self.notifications = on;
         self
     }
 

@@ -52,7 +52,13 @@ impl Backend for PostgresEventStore {
     }
 
     fn write(&self, append: PreparedAppend) -> BoxFuture<'_, Result<Committed>> {
-        bounded(self.timeout(), self.append_now(append)).boxed()
+        async move {
+            let committed = bounded(self.timeout(), self.append_now(append)).await?;
+            let inner = self.inner();
+            inner.notifications.appended(&inner.pool);
+            Ok(committed)
+        }
+        .boxed()
     }
 
     fn scan_stream(&self, read: ReadStream) -> EventStream<'_> {
@@ -85,6 +91,12 @@ impl Backend for PostgresEventStore {
 
     fn append_signal(&self) -> Option<AppendSignal> {
         Some(self.inner().signal.clone())
+    }
+
+    fn watch_appends(&self) -> Option<AppendSignal> {
+        let inner = self.inner();
+        inner.notifications.listen(&inner.pool, &inner.signal);
+        Some(inner.signal.clone())
     }
 
     fn remove_snapshot<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<()>> {

@@ -86,8 +86,10 @@ impl SubscribeAll {
 
     /// How long a caught-up subscription waits before looking for new events
     /// (default 50 ms). Appends committed by this process wake it at once when
-    /// the backend has an [`AppendSignal`]; the poll bounds the latency for
-    /// the others (another process writing the same database).
+    /// the backend has an [`AppendSignal`], and so do other processes' appends
+    /// on PostgreSQL (`LISTEN/NOTIFY`); the poll bounds the latency for the
+    /// rest (another process writing the same SQLite file) and covers a lost
+    /// notification.
     pub fn idle_poll(mut self, wait: Duration) -> Self {
         self.idle_poll = Some(wait);
         self
@@ -169,7 +171,7 @@ pub trait Subscribe: EventStore {
         Subscription::new(
             start,
             start,
-            (request.idle_poll, self.append_signal()),
+            (request.idle_poll, self.watch_appends()),
             move |after| {
                 let read = ReadAll::after(Position::new(after)).filter(filter.clone());
                 self.read_all(match page {
@@ -188,7 +190,7 @@ pub trait Subscribe: EventStore {
         Subscription::new(
             request.after.map_or(0, Version::get),
             0,
-            (request.idle_poll, self.append_signal()),
+            (request.idle_poll, self.watch_appends()),
             move |after| {
                 let read = ReadStream::forward(&stream).after(Version::new(after));
                 self.read_stream(match page {

@@ -156,6 +156,9 @@ fn latency_group(
         rt.block_on(writer).unwrap();
     }
     let mut all = samples.lock().unwrap().clone();
+    if all.is_empty() {
+        return; // filtered out on the command line
+    }
     all.sort();
     // The sample at quantile `q` (in per mille), nearest rank.
     let at = |per_mille: usize| all[(all.len() - 1) * per_mille / 1000];

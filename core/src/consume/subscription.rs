@@ -11,7 +11,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::{future::Either, stream::BoxStream, Stream, StreamExt, TryStreamExt};
+use futures::{
+    future::{BoxFuture, Either},
+    ready,
+    stream::BoxStream,
+    Stream, StreamExt,
+};
 
 use super::AppendSignal;
 use crate::{
@@ -238,126 +243,179 @@ impl Shared {
     }
 }
 
+/// How a pause ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    Signal,
+    Timer,
+}
+
+/// The read in progress.
+struct Read<'a> {
+    events: crate::EventStream<'a>,
+    /// The signal's generation from before the read began: an append that
+    /// commits after that bumps it, so the wait after the read cannot miss it.
+    seen: Option<u64>,
+    delivered: bool,
+}
+
 /// Streams a read after the cursor, handing its events out as the consumer asks
 /// (the backend's reads are paged, so at most one backend page is held); when a
 /// read ends, starts the next one, and when a read finds nothing (caught up),
 /// waits for the append signal or `idle`, whichever comes first. A transient
 /// read error is retried with backoff after the last delivered event; any other
 /// error ends the stream.
-fn follow_by<'a, F, K>(
+///
+/// Written by hand rather than with `stream::unfold` so that handing out an
+/// event that is already there costs one poll of the backend's stream and
+/// nothing more: catch-up runs close to `read_all`'s speed.
+struct Follow<'a, F, K> {
     after: u64,
+    reading: Option<Read<'a>>,
+    /// Sleeping (after an error, between short looks) or waiting for new events.
+    pause: Option<BoxFuture<'a, Wake>>,
+    failed: bool,
     idle: Duration,
     signal: Option<AppendSignal>,
+    /// Woken by the signal and not yet found what was appended: until when to
+    /// keep looking at short intervals.
+    woken_until: Option<Instant>,
+    retry: Duration,
+    failures: u32,
+    backoff: Duration,
     shared: Arc<Shared>,
-    (read, key): (F, K),
-) -> BoxStream<'a, Result<RecordedEvent>>
+    read: F,
+    key: K,
+}
+
+impl<'a, F, K> Follow<'a, F, K>
 where
-    F: Fn(u64) -> crate::EventStream<'a> + Send + 'a,
-    K: Fn(&RecordedEvent) -> u64 + Send + 'a,
+    F: Fn(u64) -> crate::EventStream<'a> + Send + Unpin + 'a,
+    K: Fn(&RecordedEvent) -> u64 + Send + Unpin + 'a,
 {
-    struct Cursor<'a, F, K> {
-        after: u64,
-        /// The read in progress, the signal's generation from before it began,
-        /// and whether it delivered anything yet.
-        reading: Option<(crate::EventStream<'a>, Option<u64>, bool)>,
-        failed: bool,
-        signal: Option<AppendSignal>,
-        /// Woken by the signal and not yet found what was appended: until when
-        /// to keep looking at short intervals.
-        woken_until: Option<Instant>,
-        shared: Arc<Shared>,
-        read: F,
-        key: K,
+    fn pause_for(&mut self, wait: Duration) {
+        self.pause = Some(Box::pin(async move {
+            sleep(wait).await;
+            Wake::Timer
+        }));
     }
-    let start = Cursor {
-        after,
-        reading: None,
-        failed: false,
-        signal,
-        woken_until: None,
-        shared,
-        read,
-        key,
-    };
-    futures::stream::unfold(start, move |mut cursor| async move {
-        if cursor.failed {
-            return None;
+
+    /// Reads succeed again after failures: say so.
+    fn recovered(&mut self) {
+        if self.failures > 0 {
+            tracing::info!(
+                after = self.after,
+                attempts = self.failures,
+                "subscription reads again"
+            );
+            self.failures = 0;
+            self.backoff = ERROR_RETRY_FIRST;
+            self.shared.set(SubscriptionState::CatchingUp);
         }
-        let mut retry = WOKEN_RETRY_FIRST;
-        let mut failures = 0_u32;
-        let mut backoff = ERROR_RETRY_FIRST;
-        loop {
-            let (events, seen, delivered) = cursor.reading.get_or_insert_with(|| {
-                // The generation before the read begins: an append that commits
-                // after that bumps it, so the wait below cannot miss it.
-                let seen = cursor.signal.as_ref().map(AppendSignal::generation);
-                ((cursor.read)(cursor.after), seen, false)
-            });
-            let (seen, delivered) = (*seen, *delivered);
-            let next = events.next().await;
-            if failures > 0 && !matches!(next, Some(Err(_))) {
-                tracing::info!(after = cursor.after, attempts = failures, "subscription reads again");
-                failures = 0;
-                backoff = ERROR_RETRY_FIRST;
-                cursor.shared.set(SubscriptionState::CatchingUp);
-            }
-            match next {
-                Some(Ok(event)) => {
-                    if let Some((_, _, delivered)) = cursor.reading.as_mut() {
-                        *delivered = true;
-                    }
-                    cursor.woken_until = None;
-                    cursor.after = (cursor.key)(&event);
-                    return Some((Ok(event), cursor));
-                }
-                Some(Err(error)) if error.is_transient() => {
-                    cursor.reading = None;
-                    failures = failures.saturating_add(1);
-                    tracing::warn!(%error, after = cursor.after, attempts = failures, "subscription read failed; retrying");
-                    cursor.shared.set(SubscriptionState::Retrying {
-                        attempts: failures,
-                        error: error.to_string(),
-                    });
-                    sleep(backoff).await;
-                    backoff = (backoff * 2).min(ERROR_RETRY_MAX);
-                    continue;
-                }
-                Some(Err(error)) => {
-                    tracing::warn!(%error, after = cursor.after, "subscription read failed; ending it");
-                    cursor.reading = None;
-                    cursor.failed = true;
-                    return Some((Err(error), cursor));
-                }
-                None => cursor.reading = None,
-            }
-            if delivered {
-                continue; // the read ended (or hit its page limit): read on
-            }
-            // Caught up. Woken for an append not readable yet (a backend with a
-            // gap-safe order holds it back behind an older writer)? Keep
-            // looking at short intervals instead of waiting a whole idle poll.
-            if cursor.woken_until.is_some_and(|until| Instant::now() < until) {
-                let wait = retry.min(idle);
-                retry = (retry * 2).min(WOKEN_RETRY_MAX);
-                sleep(wait).await;
-                continue;
-            }
-            cursor.woken_until = None;
-            cursor.shared.set(SubscriptionState::Live);
-            match (&cursor.signal, seen) {
-                (Some(signal), Some(seen)) => {
+    }
+
+    /// A read ended: whether it handed anything out, and the signal's
+    /// generation from before it began.
+    fn ended(&mut self, delivered: bool, seen: Option<u64>) {
+        if delivered {
+            return; // the read ended (or hit its page limit): read on
+        }
+        // Caught up. Woken for an append not readable yet (a backend with a
+        // gap-safe order holds it back behind an older writer)? Keep looking at
+        // short intervals instead of waiting a whole idle poll.
+        if self.woken_until.is_some_and(|until| Instant::now() < until) {
+            let wait = self.retry.min(self.idle);
+            self.retry = (self.retry * 2).min(WOKEN_RETRY_MAX);
+            self.pause_for(wait);
+            return;
+        }
+        self.woken_until = None;
+        self.shared.set(SubscriptionState::Live);
+        match (&self.signal, seen) {
+            (Some(signal), Some(seen)) => {
+                let (signal, idle) = (signal.clone(), self.idle);
+                self.pause = Some(Box::pin(async move {
                     let changed = std::pin::pin!(signal.changed(seen));
                     let poll = std::pin::pin!(sleep(idle));
-                    if let Either::Left(_) = futures::future::select(changed, poll).await {
-                        cursor.woken_until = Some(Instant::now() + WOKEN_WATCH);
-                        retry = WOKEN_RETRY_FIRST;
+                    match futures::future::select(changed, poll).await {
+                        Either::Left(_) => Wake::Signal,
+                        Either::Right(_) => Wake::Timer,
+                    }
+                }));
+            }
+            _ => self.pause_for(self.idle),
+        }
+    }
+}
+
+impl<'a, F, K> Stream for Follow<'a, F, K>
+where
+    F: Fn(u64) -> crate::EventStream<'a> + Send + Unpin + 'a,
+    K: Fn(&RecordedEvent) -> u64 + Send + Unpin + 'a,
+{
+    type Item = Result<RecordedEvent>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.failed {
+            return Poll::Ready(None);
+        }
+        loop {
+            if let Some(pause) = this.pause.as_mut() {
+                let wake = ready!(pause.as_mut().poll(cx));
+                this.pause = None;
+                if wake == Wake::Signal {
+                    this.woken_until = Some(Instant::now() + WOKEN_WATCH);
+                    this.retry = WOKEN_RETRY_FIRST;
+                }
+            }
+            let read = match this.reading.as_mut() {
+                Some(read) => read,
+                None => this.reading.insert(Read {
+                    seen: this.signal.as_ref().map(AppendSignal::generation),
+                    events: (this.read)(this.after),
+                    delivered: false,
+                }),
+            };
+            match ready!(read.events.poll_next_unpin(cx)) {
+                Some(Ok(event)) => {
+                    read.delivered = true;
+                    this.recovered();
+                    this.woken_until = None;
+                    this.retry = WOKEN_RETRY_FIRST;
+                    this.after = (this.key)(&event);
+                    this.shared
+                        .position
+                        .store(event.position.get(), Ordering::Release);
+                    return Poll::Ready(Some(Ok(event)));
+                }
+                Some(Err(error)) if error.is_transient() => {
+                    this.reading = None;
+                    this.failures = this.failures.saturating_add(1);
+                    tracing::warn!(%error, after = this.after, attempts = this.failures, "subscription read failed; retrying");
+                    this.shared.set(SubscriptionState::Retrying {
+                        attempts: this.failures,
+                        error: error.to_string(),
+                    });
+                    let backoff = this.backoff;
+                    this.backoff = (backoff * 2).min(ERROR_RETRY_MAX);
+                    this.pause_for(backoff);
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(%error, after = this.after, "subscription read failed; ending it");
+                    this.reading = None;
+                    this.failed = true;
+                    return Poll::Ready(Some(Err(error)));
+                }
+                None => {
+                    this.recovered();
+                    if let Some(read) = this.reading.take() {
+                        this.ended(read.delivered, read.seen);
                     }
                 }
-                _ => sleep(idle).await,
             }
         }
-    })
-    .boxed()
+    }
 }
 
 /// A live subscription: a `futures::Stream` of events, in order, each once. It
@@ -382,24 +440,28 @@ impl<'a> Subscription<'a> {
         key: K,
     ) -> Self
     where
-        F: Fn(u64) -> crate::EventStream<'a> + Send + 'a,
-        K: Fn(&RecordedEvent) -> u64 + Send + 'a,
+        F: Fn(u64) -> crate::EventStream<'a> + Send + Unpin + 'a,
+        K: Fn(&RecordedEvent) -> u64 + Send + Unpin + 'a,
     {
         let shared = Arc::new(Shared {
             position: AtomicU64::new(position),
             state: Mutex::new(SubscriptionState::CatchingUp),
         });
-        let progress = Arc::clone(&shared);
-        let events = follow_by(
+        let events = Follow {
             after,
-            idle.unwrap_or(DEFAULT_IDLE_POLL),
+            reading: None,
+            pause: None,
+            failed: false,
+            idle: idle.unwrap_or(DEFAULT_IDLE_POLL),
             signal,
-            Arc::clone(&shared),
-            (read, key),
-        )
-        .inspect_ok(move |e| {
-            progress.position.store(e.position.get(), Ordering::Release);
-        })
+            woken_until: None,
+            retry: WOKEN_RETRY_FIRST,
+            failures: 0,
+            backoff: ERROR_RETRY_FIRST,
+            shared: Arc::clone(&shared),
+            read,
+            key,
+        }
         .boxed();
         Subscription { events, shared }
     }

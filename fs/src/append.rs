@@ -10,7 +10,7 @@ use crate::{
     fork::forked_error,
     format::{self, ConditionRecord, Header, Kind, OutEvent, Write},
     layout,
-    state::Loader,
+    state::{Loader, Look},
     FsError, FsEventStore,
 };
 
@@ -20,8 +20,7 @@ impl FsEventStore {
             return Err(FsError::ReadOnly.into());
         }
         let _writer = self.inner.writer();
-        self.inner.refresh_locked(false)?;
-        let before = self.inner.events_mtime();
+        self.inner.refresh_locked(Look::Write)?;
         let (plan, header) = {
             let state = self.inner.read();
             if let Some(forked) = forked_error(&state, append.streams()) {
@@ -95,7 +94,7 @@ impl FsEventStore {
         let layout = &self.inner.layout;
         layout::write_durably(&layout.tmp(), &layout.events(), &name, &bytes)
             .map_err(FsError::io(format!("writing events/{name}")))?;
-        let first = self.inner.add_written(&name, &bytes, before)? as u64 + 1;
+        let first = self.inner.add_written(&name, &bytes)? as u64 + 1;
         let positions: Vec<Position> = (first..first + append.event_count() as u64)
             .map(Position::new)
             .collect();

@@ -49,6 +49,16 @@ pub enum FsError {
     /// The reconcile choice does not fit the fork.
     #[error("invalid reconcile choice: {0}")]
     InvalidChoice(String),
+    /// A transaction file changed (or disappeared) on disk after it was indexed —
+    /// edited by hand, or rewritten by a checkout — so its events are not served.
+    /// [`FsEventStore::refresh`](crate::FsEventStore::refresh) verifies it again:
+    /// a file that fails its hash is then reported by
+    /// [`status`](crate::FsEventStore::status) and left out of the order.
+    #[error("{} changed on disk after it was indexed; refresh() verifies it again", file.display())]
+    FileChanged {
+        /// The file, relative to the root.
+        file: PathBuf,
+    },
     /// A file system operation failed.
     #[error("{context}: {source}")]
     Io {

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::{
     format::{self, Base, ConditionRecord, Header, Kept, Kind, OutEvent, Resolution, Write},
     layout,
-    state::{off_runtime, Loader, State},
+    state::{off_runtime, Loader, Look, State},
     FsError, FsEventStore,
 };
 
@@ -345,8 +345,7 @@ impl FsEventStore {
             return Err(FsError::ReadOnly);
         }
         let _writer = self.inner.writer();
-        self.inner.refresh_locked(false)?;
-        let before = self.inner.events_mtime();
+        self.inner.refresh_locked(Look::Write)?;
         let (header, own, versions) = {
             let state = self.inner.read();
             let unit = units(&state)
@@ -495,7 +494,7 @@ impl FsEventStore {
         let layout = &self.inner.layout;
         layout::write_durably(&layout.tmp(), &layout.events(), &name, &bytes)
             .map_err(FsError::io(format!("writing events/{name}")))?;
-        self.inner.add_written(&name, &bytes, before)?;
+        self.inner.add_written(&name, &bytes)?;
         tracing::info!(fork, tx = %header.tx, "annals-fs: reconciled a fork");
         Ok(Reconciled {
             transaction: header.tx,

@@ -224,23 +224,7 @@ pub(crate) fn decode(name: &str, bytes: &[u8]) -> Result<Decoded, Defect> {
         return Err(Defect::Name);
     }
     let name_tx = Uuid::parse_str(tx_part).map_err(|_| Defect::Name)?;
-    if !bytes.starts_with(HASH_PREFIX) {
-        return Err(Defect::Malformed(
-            "the header does not start with the hash".into(),
-        ));
-    }
-    let at = HASH_PREFIX.len();
-    let stored = bytes
-        .get(at..at + HASH_LEN)
-        .ok_or_else(|| Defect::Malformed("truncated header".into()))?;
-    let stored = std::str::from_utf8(stored)
-        .map_err(|_| Defect::Malformed("hash is not hex".into()))?
-        .to_owned();
-    let mut hasher = Sha256::new();
-    hasher.update(bytes.get(..at).unwrap_or_default());
-    hasher.update([b'0'; HASH_LEN]);
-    hasher.update(bytes.get(at + HASH_LEN..).unwrap_or_default());
-    let actual = to_hex(&hasher.finalize());
+    let (stored, actual) = hashes(bytes)?;
     let mut lines = LineIter { bytes, at: 0 };
     let (_, header_line) = lines
         .next()
@@ -264,6 +248,7 @@ pub(crate) fn decode(name: &str, bytes: &[u8]) -> Result<Decoded, Defect> {
     }
     parse_timestamp(&header.created)
         .ok_or_else(|| Defect::Malformed("created time is not fixed-width UTC".into()))?;
+    check_ids(&header)?;
     let mut events = Vec::new();
     for (offset, line) in lines {
         let head: EventHead<'_> = serde_json::from_slice(line)
@@ -283,6 +268,56 @@ pub(crate) fn decode(name: &str, bytes: &[u8]) -> Result<Decoded, Defect> {
         ));
     }
     Ok(Decoded { header, events })
+}
+
+/// The hash a file carries in its header and the one its content has (computed
+/// with the hash field zeroed).
+fn hashes(bytes: &[u8]) -> Result<(&str, String), Defect> {
+    if !bytes.starts_with(HASH_PREFIX) {
+        return Err(Defect::Malformed(
+            "the header does not start with the hash".into(),
+        ));
+    }
+    let at = HASH_PREFIX.len();
+    let stored = bytes
+        .get(at..at + HASH_LEN)
+        .ok_or_else(|| Defect::Malformed("truncated header".into()))?;
+    let stored =
+        std::str::from_utf8(stored).map_err(|_| Defect::Malformed("hash is not hex".into()))?;
+    let mut hasher = Sha256::new();
+    hasher.update(bytes.get(..at).unwrap_or_default());
+    hasher.update([b'0'; HASH_LEN]);
+    hasher.update(bytes.get(at + HASH_LEN..).unwrap_or_default());
+    Ok((stored, to_hex(&hasher.finalize())))
+}
+
+/// Whether `bytes` are still the file that was indexed with hash `expected`: the
+/// hash it carries and the hash of its content are both `expected`.
+pub(crate) fn unchanged(bytes: &[u8], expected: &str) -> bool {
+    hashes(bytes).is_ok_and(|(stored, actual)| stored == expected && actual == expected)
+}
+
+/// Every id the header refers to (parents, and a reconcile's branches and kept
+/// events) must be a UUID: a file with another one is malformed, never silently
+/// read with that id dropped.
+fn check_ids(header: &Header) -> Result<(), Defect> {
+    let uuid = |what: &str, id: &str| {
+        Uuid::parse_str(id)
+            .map(|_| ())
+            .map_err(|_| Defect::Malformed(format!("{what} id `{id:.64}` is not a UUID")))
+    };
+    for parent in &header.parents {
+        uuid("parent", parent)?;
+    }
+    for resolution in &header.resolves {
+        for tx in resolution.branches.iter().flatten() {
+            uuid("branch transaction", tx)?;
+        }
+        for event in resolution.keep.iter().flat_map(|k| k.events.iter()) {
+            uuid("kept event", event)?;
+        }
+    }
+    Ok(())
 }
 
 /// Decodes one event line into a recorded event.

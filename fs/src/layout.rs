@@ -50,14 +50,29 @@ impl Layout {
     }
 }
 
-/// Creates a directory (and parents) and fsyncs its parent so the entry is durable.
+/// Creates a directory and any missing parents, fsyncing the parent of each one
+/// it creates (the root's own entry included), so every new entry is durable.
 pub(crate) fn ensure_dir(dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while !at.is_dir() {
+        missing.push(at);
+        match at.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => at = parent,
+            _ => break,
+        }
     }
-    fs::create_dir_all(dir)?;
-    if let Some(parent) = dir.parent() {
-        sync_dir(parent)?;
+    for dir in missing.into_iter().rev() {
+        match fs::create_dir(dir) {
+            Ok(()) => {}
+            // Created meanwhile by someone else: its entry is theirs to sync.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => continue,
+            Err(e) => return Err(e),
+        }
+        match dir.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent)?,
+            _ => sync_dir(Path::new("."))?,
+        }
     }
     Ok(())
 }
@@ -123,4 +138,23 @@ pub(crate) fn list_events(dir: &Path) -> io::Result<Vec<String>> {
     }
     names.sort();
     Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ensure_dir_creates_every_missing_parent_and_refuses_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a").join("b").join("c");
+        ensure_dir(&deep).unwrap();
+        assert!(deep.is_dir());
+        // Already there: nothing to do.
+        ensure_dir(&deep).unwrap();
+        let file = dir.path().join("plain");
+        fs::write(&file, b"x").unwrap();
+        assert!(ensure_dir(&file.join("sub")).is_err());
+        assert!(ensure_dir(&file).is_err());
+    }
 }

@@ -44,10 +44,21 @@
 //! # Forks
 //!
 //! Two transactions that wrote the same stream concurrently form a fork. Reads of a
-//! forked stream and appends to it fail with [`FsError::Forked`] until
-//! [`FsEventStore::reconcile`] writes one merge transaction choosing a branch, both
-//! in a stated order, or new events. Appends to other streams never resolve a fork.
-//! See `docs/backends/fs.md` for a walkthrough with two clones.
+//! forked stream — `read_stream`, `stream_version`, `get_event` of any of its
+//! events, and `read_all` when it reaches one — and appends to it fail with
+//! [`FsError::Forked`] until [`FsEventStore::reconcile`] writes one merge
+//! transaction choosing a branch, both in a stated order, or new events. The
+//! branches' events are read through [`FsEventStore::forks`]. Appends to other
+//! streams never resolve a fork. See `docs/backends/fs.md` for a walkthrough with
+//! two clones.
+//!
+//! # Files edited by hand
+//!
+//! A file that fails its hash is reported by [`FsEventStore::status`] and left out
+//! of the order, at open and at every [`FsEventStore::refresh`] (which verifies
+//! again every file whose size or modification time changed). Payloads are read
+//! lazily; a read that finds its file changed since it was indexed fails with
+//! [`FsError::FileChanged`] instead of serving the edited content.
 #![deny(missing_docs)]
 
 mod append;

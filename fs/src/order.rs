@@ -40,6 +40,8 @@ pub(crate) struct Ev {
 #[derive(Clone, Debug)]
 pub(crate) struct Tx {
     pub(crate) file: Arc<str>,
+    /// The hash the file carries: a lazy read checks the file still has it.
+    pub(crate) hash: Arc<str>,
     pub(crate) id: Uuid,
     pub(crate) created: Timestamp,
     pub(crate) created_text: String,

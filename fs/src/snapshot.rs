@@ -90,10 +90,19 @@ impl FsEventStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(FsError::io("reading a snapshot")(e)),
         };
-        // A local cache file we cannot parse is treated as absent.
-        Ok(serde_json::from_slice::<Stored>(&bytes)
-            .ok()
-            .filter(|s| s.stream == stream.as_str()))
+        // A local cache file we cannot parse is treated as absent (and replaced
+        // by the next save).
+        match serde_json::from_slice::<Stored>(&bytes) {
+            Ok(stored) if stored.stream == stream.as_str() => Ok(Some(stored)),
+            Ok(_) => {
+                tracing::warn!(%stream, file = %path.display(), "annals-fs: the snapshot file belongs to another stream; treated as missing");
+                Ok(None)
+            }
+            Err(error) => {
+                tracing::warn!(%stream, file = %path.display(), %error, "annals-fs: the snapshot file does not parse; treated as missing");
+                Ok(None)
+            }
+        }
     }
 
     fn still_valid(&self, stream: &StreamId, stored: &Stored) -> bool {
@@ -110,8 +119,10 @@ impl FsEventStore {
             tracing::info!(%stream, version = stored.version, "annals-fs: snapshot invalidated by a reconcile");
             return Ok(None);
         }
-        let state = format::from_hex(&stored.state_hex)
-            .ok_or_else(|| FsError::Encode("snapshot state is not hex".into()))?;
+        let Some(state) = format::from_hex(&stored.state_hex) else {
+            tracing::warn!(%stream, "annals-fs: the snapshot's state is not hex; treated as missing");
+            return Ok(None);
+        };
         Ok(Some(
             Snapshot::new(Version::new(stored.version), state)
                 .with_content_type(stored.content_type)

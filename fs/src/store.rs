@@ -57,11 +57,20 @@ impl Backend for FsEventStore {
             self.inner.refresh_if_changed()?;
             let found = {
                 let state = self.inner.read();
-                state
+                let found = state
                     .derived
                     .by_id
                     .get(&id)
-                    .and_then(|&slot| state.event_ref(slot))
+                    .and_then(|&slot| state.event_ref(slot));
+                // Like a read of its stream: an event of a forked stream has no
+                // agreed version until the fork is reconciled.
+                if let Some(forked) = found
+                    .as_ref()
+                    .and_then(|r| forked_error(&state, [&r.stream]))
+                {
+                    return Err(forked.into());
+                }
+                found
             };
             let found = found.ok_or_else(|| backend::not_found(id))?;
             Ok(Loader::default().load(&self.inner.layout.events(), found)?)

@@ -457,3 +457,61 @@ async fn two_replicas_reconciling_the_same_fork() {
     assert_eq!(log(&p.a).await, log(&p.b).await);
     assert_same_as_reopened(p.b).await;
 }
+
+#[tokio::test]
+async fn get_event_of_a_forked_stream_is_forked_like_its_reads() {
+    let p = pair().await;
+    let agreed = stream_events(&p.a, &sid("s")).await.unwrap();
+    let t1 = stream_events(&p.a, &sid("t")).await.unwrap().remove(0);
+    p.a.append(
+        &sid("s"),
+        ExpectedVersion::Exact(Version::new(2)),
+        vec![ev("a3")],
+    )
+    .await
+    .unwrap();
+    p.b.append(
+        &sid("s"),
+        ExpectedVersion::Exact(Version::new(2)),
+        vec![ev("b3")],
+    )
+    .await
+    .unwrap();
+    exchange(&p).await;
+    let fork = p.a.forks().await.unwrap().remove(0);
+    let branch_events: Vec<_> = fork.branches.iter().map(|b| b.events[0].id).collect();
+    for store in [&p.a, &p.b] {
+        // A branch event, and an agreed event before the fork: both Forked, never
+        // a branch-local version.
+        for id in [branch_events[0], branch_events[1], agreed[0].id] {
+            let err = store.get_event(id).await.unwrap_err();
+            assert!(FsError::is_forked_error(&err), "{id}: {err}");
+        }
+        // Events of other streams read normally.
+        assert_eq!(store.get_event(t1.id).await.unwrap(), t1);
+    }
+    // After the reconcile: the kept event has its agreed version, the dropped one
+    // is gone.
+    let a_branch = fork
+        .branches
+        .iter()
+        .position(|b| b.events[0].event_type == "a3")
+        .unwrap();
+    p.a.reconcile(&fork.id, Choice::Keep(a_branch))
+        .await
+        .unwrap();
+    exchange(&p).await;
+    for store in [&p.a, &p.b] {
+        let kept = store.get_event(branch_events[a_branch]).await.unwrap();
+        assert_eq!(
+            (kept.event_type.as_str(), kept.version),
+            ("a3", Version::new(3))
+        );
+        let dropped = store
+            .get_event(branch_events[1 - a_branch])
+            .await
+            .unwrap_err();
+        assert!(dropped.is_not_found(), "{dropped}");
+        assert_eq!(store.get_event(agreed[0].id).await.unwrap(), agreed[0]);
+    }
+}

@@ -1,4 +1,4 @@
-//! Real git: an origin and two clones, divergent appends (one multi-stream), `git
+//! Real git: an origin and two clones, divergent multi-stream appends, `git
 //! merge` in both directions, the fork detected in both clones, a reconcile pushed
 //! and pulled until both clones converge, and a merge that brings a dangling parent,
 //! healed by the next pull.
@@ -105,7 +105,7 @@ async fn two_clones_fork_detect_reconcile_and_converge() {
     // Machine-local files are ignored by git.
     assert_eq!(git(&r.a, &["status", "--porcelain"]), "");
 
-    // Divergent appends: A writes spec and review in one request, B writes spec.
+    // Divergent appends: A and B each write spec and review in one request.
     a.commit(
         AppendRequest::new()
             .append(
@@ -122,10 +122,18 @@ async fn two_clones_fork_detect_reconcile_and_converge() {
     .await
     .unwrap();
     commit_all(&r.a, "a: edit");
-    b.append(
-        &sid("spec"),
-        ExpectedVersion::Exact(Version::new(1)),
-        vec![ev("B-Edited")],
+    b.commit(
+        AppendRequest::new()
+            .append(
+                &sid("spec"),
+                ExpectedVersion::Exact(Version::new(1)),
+                vec![ev("B-Edited")],
+            )
+            .append(
+                &sid("review"),
+                ExpectedVersion::Exact(Version::new(1)),
+                vec![ev("B-Commented")],
+            ),
     )
     .await
     .unwrap();
@@ -155,18 +163,24 @@ async fn two_clones_fork_detect_reconcile_and_converge() {
     git(&r.b, &["merge", "-q", "--no-edit", &a_head]);
 
     let (fa, fb) = (a.forks().await.unwrap(), b.forks().await.unwrap());
-    assert_eq!(fa.len(), 1, "A sees the fork");
+    // Two multi-stream requests on the same streams: ONE fork unit, not one fork
+    // per stream, with one branch per request holding both streams' events.
+    assert_eq!(fa.len(), 1, "A sees one fork: {fa:?}");
     assert_eq!(fa, fb, "both clones see the same fork");
-    // Only spec was written on both sides: review (written by A's multi-stream
-    // request alone) and notes are not forked.
-    assert_eq!(fa[0].streams, vec![sid("spec")]);
+    assert_eq!(fa[0].streams, vec![sid("review"), sid("spec")]);
+    assert_eq!(fa[0].branches.len(), 2);
+    for branch in &fa[0].branches {
+        assert_eq!(branch.transactions.len(), 1);
+        let mut streams: Vec<_> = branch.events.iter().map(|e| e.stream_id.clone()).collect();
+        streams.sort();
+        assert_eq!(streams, vec![sid("review"), sid("spec")]);
+    }
     for store in [&a, &b] {
-        let err = stream_events(store, &sid("spec")).await.unwrap_err();
-        assert!(FsError::is_forked_error(&err));
-        assert_eq!(
-            store.stream_version(&sid("review")).await.unwrap(),
-            Version::new(2)
-        );
+        for forked in ["spec", "review"] {
+            let err = stream_events(store, &sid(forked)).await.unwrap_err();
+            assert!(FsError::is_forked_error(&err), "{forked}: {err}");
+        }
+        // notes, written by B alone, is not forked.
         assert_eq!(
             store.stream_version(&sid("notes")).await.unwrap(),
             Version::new(1)
@@ -179,9 +193,17 @@ async fn two_clones_fork_detect_reconcile_and_converge() {
         .iter()
         .position(|br| br.events.iter().any(|e| e.event_type == "B-Edited"))
         .unwrap();
-    a.reconcile(&fa[0].id, Choice::KeepInOrder(vec![b_first, 1 - b_first]))
+    let reconciled = a
+        .reconcile(&fa[0].id, Choice::KeepInOrder(vec![b_first, 1 - b_first]))
         .await
         .unwrap();
+    assert_eq!(
+        reconciled.versions,
+        vec![
+            (sid("review"), Version::new(3)),
+            (sid("spec"), Version::new(3))
+        ]
+    );
     commit_all(&r.a, "a: reconcile");
     git(&r.a, &["push", "-q", "origin", "main"]);
     git(
@@ -203,6 +225,13 @@ async fn two_clones_fork_detect_reconcile_and_converge() {
         .map(|e| e.event_type)
         .collect();
     assert_eq!(spec, vec!["Drafted", "B-Edited", "A-Edited"]);
+    let review: Vec<_> = stream_events(&b, &sid("review"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
+    assert_eq!(review, vec!["Opened", "B-Commented", "A-Commented"]);
     assert_eq!(log(&a).await, log(&b).await, "both clones converge");
 
     // Both continue; the next exchange is a plain merge, no fork.

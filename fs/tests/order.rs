@@ -13,7 +13,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use annals_fs::{AppendRequest, Choice, EventStore, ExpectedVersion, FsEventStore};
+use annals_fs::{AppendRequest, Choice, EventStore, ExpectedVersion, FsError, FsEventStore};
 use common::{ev, sid, sync_files};
 use proptest::prelude::*;
 
@@ -81,6 +81,7 @@ async fn run(ops: Vec<Op>) {
             } => {
                 let store = stores[replica].as_ref().unwrap();
                 let s = sid(&format!("s{stream}"));
+                let mut written = vec![s.clone()];
                 let batch: Vec<_> = (0..events)
                     .map(|_| {
                         n += 1;
@@ -90,14 +91,25 @@ async fn run(ops: Vec<Op>) {
                 let mut request = AppendRequest::new().append(&s, ExpectedVersion::Any, batch);
                 if let Some(o) = other.filter(|o| *o != stream) {
                     n += 1;
-                    request = request.append(
-                        &sid(&format!("s{o}")),
-                        ExpectedVersion::Any,
-                        vec![ev(&format!("E{n}"))],
-                    );
+                    let o = sid(&format!("s{o}"));
+                    request = request.append(&o, ExpectedVersion::Any, vec![ev(&format!("E{n}"))]);
+                    written.push(o);
                 }
-                // Appends to a forked stream fail with Forked: that is the rule.
-                let _ = store.commit(request).await;
+                // With `Any` there is no conflict: an append fails exactly when it
+                // writes a forked stream, and then with Forked (that is the rule).
+                let forked = store
+                    .forks()
+                    .await
+                    .unwrap()
+                    .iter()
+                    .any(|f| f.streams.iter().any(|s| written.contains(s)));
+                match store.commit(request).await {
+                    Ok(_) => assert!(!forked, "an append to a forked stream succeeded"),
+                    Err(e) => assert!(
+                        forked && FsError::is_forked_error(&e),
+                        "unexpected append error (forked: {forked}): {e}"
+                    ),
+                }
             }
             Op::Sync { from, to } => {
                 if from != to {

@@ -7,7 +7,11 @@
 
 #![allow(dead_code)]
 
-use crate::{codec::Codec, Aggregate, EventStore, Metadata, Repository, Scope};
+use crate::{
+    codec::Codec,
+    consume::{AppendSignal, Projection, Replay},
+    Aggregate, EventStore, Metadata, Repository, Scope,
+};
 
 fn is_send<T: Send>(_: T) {}
 
@@ -22,45 +26,63 @@ fn repository_futures_are_send<S, C, A>(
     A: Aggregate,
 {
     let metadata = Metadata::new();
-    is_send(repo.load::<A>("id"));
-    is_send(repo.load_stream::<A>(stream));
-    is_send(repo.execute::<A>("id", command));
-    is_send(repo.execute_with::<A>("id", command, &metadata));
-    is_send(repo.snapshot::<A>("id"));
-    is_send(repo.execute_across(scope, |_draft| Ok::<(), crate::ExecuteError<A::Error>>(())));
-    is_send(repo.execute_across_with(scope, &metadata, |_draft| {
+    is_send(Repository::load::<A>(repo, "id"));
+    is_send(Repository::load_stream::<A>(repo, stream));
+    is_send(Repository::execute::<A>(repo, "id", command));
+    is_send(Repository::execute_with::<A>(
+        repo, "id", command, &metadata,
+    ));
+    is_send(Repository::snapshot::<A>(repo, "id"));
+    is_send(Repository::execute_across(repo, scope, |_draft| {
         Ok::<(), crate::ExecuteError<A::Error>>(())
     }));
+    is_send(Repository::execute_across_with(
+        repo,
+        scope,
+        &metadata,
+        |_draft| Ok::<(), crate::ExecuteError<A::Error>>(()),
+    ));
 }
 
 fn consume_futures_are_send<S, C, L>(
     store: &S,
     checkpoints: &C,
     leases: &L,
-    projection: &crate::consume::Projection,
+    projection: &Projection,
 ) where
     S: EventStore + ?Sized,
     C: crate::consume::CheckpointStore + ?Sized,
     L: crate::consume::LeaseProvider + ?Sized,
 {
-    is_send(
-        projection.run_as_leader(leases, store, checkpoints, |_event| async {
-            Ok::<(), std::io::Error>(())
-        }),
-    );
-    is_send(projection.run(store, checkpoints, |_event| async {
-        Ok::<(), std::io::Error>(())
-    }));
+    is_send(Projection::run_as_leader(
+        projection,
+        leases,
+        store,
+        checkpoints,
+        |_event| async { Ok::<(), std::io::Error>(()) },
+    ));
+    is_send(Projection::run(
+        projection,
+        store,
+        checkpoints,
+        |_event| async { Ok::<(), std::io::Error>(()) },
+    ));
     is_send(crate::consume::Subscribe::subscribe_all(
         store,
         crate::consume::SubscribeAll::from_start(),
     ));
 }
 
-fn replay_futures_are_send<S: EventStore + ?Sized>(store: &S, replay: &crate::consume::Replay) {
-    is_send(replay.run(
+fn replay_futures_are_send<S: EventStore + ?Sized>(store: &S, replay: &Replay) {
+    is_send(Replay::run(
+        replay,
         store,
         |_event| async { Ok::<(), std::io::Error>(()) },
         |_progress| {},
     ));
+}
+
+fn signal_futures_are_send(signal: &AppendSignal) {
+    // Not an `async fn`, but a public future all the same: `Changed`.
+    is_send(AppendSignal::changed(signal, 0));
 }

@@ -26,5 +26,10 @@ fn public_futures_are_send(
     ));
     is_send(PostgresEventStore::from_pool(pool.clone()));
     is_send(PostgresEventStore::from_pool_with(pool, options));
-    is_send(checkpoints.save_in(conn, "", annals_core::Position::START));
+    is_send(PostgresCheckpoints::save_in(
+        checkpoints,
+        conn,
+        "",
+        annals_core::Position::START,
+    ));
 }

@@ -1,7 +1,7 @@
 //! Compile-time proof that every public `async fn` of the crate returns a `Send`
 //! future (checked complete by `testing/tests/send_list.rs`).
 
-use crate::{SqliteEventStore, SqliteOptions};
+use crate::{SqliteCheckpoints, SqliteEventStore, SqliteOptions};
 
 /// Every public async fn of the crate returns a `Send` future (compile-time check;
 /// never called).
@@ -15,12 +15,13 @@ fn _assert_send(
     is_send(SqliteEventStore::open("events.db"));
     is_send(SqliteEventStore::in_memory());
     is_send(SqliteEventStore::open_with(options.clone()));
-    is_send(options.open());
-    is_send(store.close());
-    is_send(store.backup_to("backup.db"));
-    is_send(
-        store
-            .checkpoints()
-            .save_in(conn, "", annals_core::Position::START),
-    );
+    is_send(SqliteOptions::open(options));
+    is_send(SqliteEventStore::close(store));
+    is_send(SqliteEventStore::backup_to(store, "backup.db"));
+    is_send(SqliteCheckpoints::save_in(
+        &store.checkpoints(),
+        conn,
+        "",
+        annals_core::Position::START,
+    ));
 }

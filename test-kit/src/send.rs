@@ -11,9 +11,13 @@ use crate::StoreTest;
 fn is_send<T: Send>(_: T) {}
 
 fn store_test_futures_are_send<A: Aggregate>(command: &A::Command, scope: &Scope) {
-    is_send(StoreTest::memory().when::<A>("id", command));
-    is_send(StoreTest::memory().when_across(scope, |_draft| Ok::<(), ExecuteError<A::Error>>(())));
-    is_send(StoreTest::memory().into_store());
+    is_send(StoreTest::when::<A>(StoreTest::memory(), "id", command));
+    is_send(StoreTest::when_across(
+        StoreTest::memory(),
+        scope,
+        |_draft| Ok::<(), ExecuteError<A::Error>>(()),
+    ));
+    is_send(StoreTest::into_store(StoreTest::memory()));
     #[cfg(feature = "sqlite")]
     is_send(StoreTest::sqlite());
 }

@@ -34,6 +34,7 @@ pub mod generators;
 pub mod leases;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod send;
 pub mod torture;
 
 pub use fixture::{run_case, Fixture};
@@ -45,7 +46,18 @@ pub use fixture::{run_case, Fixture};
 #[macro_export]
 macro_rules! conformance_suite {
     ($setup:expr) => {
-        $crate::__conformance_cases!($setup;
+        $crate::__case_list!(tests $setup);
+    };
+}
+
+/// The suite's one list of cases, handed to [`__conformance_cases!`] with a mode:
+/// `tests $setup` expands to the tests of [`conformance_suite!`], `send` to a
+/// compile-time proof that every case's future is `Send` (in `src/send.rs`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __case_list {
+    ($($mode:tt)*) => {
+        $crate::__conformance_cases!($($mode)*;
             // contract: versions and expected versions
             first_event_has_version_one,
             versions_are_contiguous,
@@ -110,6 +122,7 @@ macro_rules! conformance_suite {
             multi_stale_condition_writes_nothing,
             multi_current_condition_lets_write_through,
             multi_events_are_contiguous_in_read_all,
+            multi_readers_never_see_part_of_a_request,
             multi_idempotent_resend_returns_original,
             multi_malformed_requests_are_invalid,
             multi_racing_overlapping_requests_have_one_winner,
@@ -151,12 +164,20 @@ macro_rules! conformance_suite {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __conformance_cases {
-    ($setup:expr; $($case:ident),* $(,)?) => {
+    (tests $setup:expr; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
                 $crate::run_case($setup, $crate::cases::$case).await;
             }
         )*
+    };
+    (send; $($case:ident),* $(,)?) => {
+        /// Every case's future is `Send` (compile-time check; never called).
+        #[allow(dead_code)]
+        fn cases_are_send(store: ::std::sync::Arc<dyn ::annals_core::EventStore>) {
+            fn is_send<T: Send>(_: T) {}
+            $( is_send($crate::cases::$case(::std::sync::Arc::clone(&store))); )*
+        }
     };
 }

@@ -26,7 +26,7 @@ fn public_case_fns() -> BTreeSet<String> {
 
 fn listed_cases() -> BTreeSet<String> {
     let lib = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs")).unwrap();
-    let start = lib.find("__conformance_cases!($setup;").unwrap();
+    let start = lib.find("__conformance_cases!($($mode)*;").unwrap();
     let end = start + lib[start..].find(");").unwrap();
     lib[start..end]
         .lines()

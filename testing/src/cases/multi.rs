@@ -1,12 +1,22 @@
 //! Appends across several streams ([`AppendRequest`]): all-or-nothing, every
 //! mismatch named, read-only conditions, idempotent re-sends, positions together.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
-use annals_core::{AppendRequest, EventStore, ExpectedVersion, NewEvent, StreamId, Version};
+use annals_core::{
+    AppendRequest, EventStore, ExpectedVersion, NewEvent, ReadAll, RecordedEvent, StreamId, Version,
+};
+use futures::TryStreamExt;
 use proptest::prelude::*;
 
-use super::support::{all_events, batch, ev, sid, stream_events};
+use super::support::{all_events, batch, ev, n_of, sid, stream_events};
 use crate::generators::{cases, check, unique_prefix};
 
 /// A conflict in the third of three parts writes nothing to any of them, and the
@@ -163,7 +173,7 @@ pub async fn multi_events_are_contiguous_in_read_all(store: Arc<dyn EventStore>)
     let events = all_events(&*store).await;
     assert_eq!(events.len(), 4 * 10 * 3);
     for chunk in events.chunks(3) {
-        let writer = |e: &annals_core::RecordedEvent| e.stream_id.as_str()[..2].to_owned();
+        let writer = |e: &RecordedEvent| e.stream_id.as_str()[..2].to_owned();
         assert_eq!(writer(&chunk[0]), writer(&chunk[1]));
         assert_eq!(writer(&chunk[1]), writer(&chunk[2]));
         assert_eq!(
@@ -176,6 +186,144 @@ pub async fn multi_events_are_contiguous_in_read_all(store: Arc<dyn EventStore>)
             "a request's events appear together, in request order"
         );
     }
+}
+
+/// Readers never see part of a request. Three writers commit requests of three
+/// parts × two events (all six tagged with the request) while one reader
+/// re-reads `read_all` from the start and another follows it with
+/// [`ReadAll::after`]: every read result holds all six events of a request or
+/// none. The writers are paced by the readers (a writer's `r`-th request waits
+/// for `r / STRIDE` reads by each reader), so reads and commits interleave on a
+/// fast or a slow machine alike; a generous deadline bounds the wait.
+pub async fn multi_readers_never_see_part_of_a_request(store: Arc<dyn EventStore>) {
+    const WRITERS: u64 = 3;
+    const REQUESTS: u64 = 60;
+    const STRIDE: u64 = 4;
+    const PARTS: u64 = 3;
+    const EVENTS_PER_PART: u64 = 2;
+    const PER_REQUEST: usize = (PARTS * EVENTS_PER_PART) as usize;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let writing = Arc::new(AtomicBool::new(true));
+    // Reads each reader started while the writers were writing.
+    let reads = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+
+    /// Asserts that `events` hold every request's events whole or not at all.
+    fn assert_whole_requests(events: &[RecordedEvent], reader: &str) {
+        let mut per_request: BTreeMap<u64, usize> = BTreeMap::new();
+        for event in events {
+            *per_request.entry(n_of(event)).or_default() += 1;
+        }
+        for (request, seen) in per_request {
+            assert_eq!(
+                seen, PER_REQUEST,
+                "{reader} saw {seen} of the {PER_REQUEST} events of request {request}"
+            );
+        }
+    }
+
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (store, reads) = (Arc::clone(&store), Arc::clone(&reads));
+            tokio::spawn(async move {
+                for r in 0..REQUESTS {
+                    while reads
+                        .iter()
+                        .any(|done| done.load(Ordering::SeqCst) < r / STRIDE)
+                    {
+                        assert!(
+                            tokio::time::Instant::now() < deadline,
+                            "the readers did not keep up with the writers within the deadline"
+                        );
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    let tag = w * 1_000_000 + r;
+                    let request = (0..PARTS).fold(AppendRequest::new(), |request, p| {
+                        let events: Vec<_> =
+                            (0..EVENTS_PER_PART).map(|_| ev("Whole", tag)).collect();
+                        request.append(
+                            &sid(&format!("whole-{w}-{p}")),
+                            ExpectedVersion::Any,
+                            events,
+                        )
+                    });
+                    store.commit(request).await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+
+    let rereader = {
+        let (store, writing, reads) =
+            (Arc::clone(&store), Arc::clone(&writing), Arc::clone(&reads));
+        tokio::spawn(async move {
+            loop {
+                let during = writing.load(Ordering::SeqCst);
+                let events = all_events(&*store).await;
+                assert_whole_requests(&events, "a read from the start");
+                if !during {
+                    return;
+                }
+                reads[0].fetch_add(1, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let follower = {
+        let (store, writing, reads) =
+            (Arc::clone(&store), Arc::clone(&writing), Arc::clone(&reads));
+        tokio::spawn(async move {
+            let mut seen: Vec<RecordedEvent> = Vec::new();
+            loop {
+                let during = writing.load(Ordering::SeqCst);
+                let read = match seen.last() {
+                    Some(last) => ReadAll::after(last.position),
+                    None => ReadAll::forward(),
+                };
+                let events: Vec<RecordedEvent> = store.read_all(read).try_collect().await.unwrap();
+                assert_whole_requests(&events, "a read after the last seen event");
+                seen.extend(events);
+                if !during {
+                    return seen;
+                }
+                reads[1].fetch_add(1, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+
+    // A reader only returns once the writers stopped: one that ends sooner
+    // failed, and its panic is raised here instead of at the deadline.
+    while !writers.iter().all(tokio::task::JoinHandle::is_finished) {
+        if rereader.is_finished() || follower.is_finished() {
+            writers.iter().for_each(tokio::task::JoinHandle::abort);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for w in writers {
+        match w.await {
+            Ok(()) => {}
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Aborted above because a reader failed: its panic is raised below.
+            Err(_) => {}
+        }
+    }
+    writing.store(false, Ordering::SeqCst);
+    rereader.await.unwrap();
+    let followed = follower.await.unwrap();
+
+    let events = all_events(&*store).await;
+    assert_eq!(
+        events.len() as u64,
+        WRITERS * REQUESTS * PARTS * EVENTS_PER_PART
+    );
+    assert_whole_requests(&events, "the final read");
+    assert_eq!(
+        followed.iter().map(|e| e.id).collect::<Vec<_>>(),
+        events.iter().map(|e| e.id).collect::<Vec<_>>(),
+        "following with `after` sees every event once, in order"
+    );
 }
 
 /// Re-sending the same multi-stream request returns the original result and

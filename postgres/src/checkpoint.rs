@@ -4,10 +4,10 @@
 
 use annals_core::{
     backend::{from_i64, to_i64},
-    consume::{check_checkpoint_name, CheckpointStore},
+    consume::{check_checkpoint_name, traced, CheckpointStore, ConsumeOp},
     Position, Result,
 };
-use futures::{future::BoxFuture, FutureExt};
+use futures::future::BoxFuture;
 use sqlx::PgConnection;
 
 use crate::{error::bounded, options::quote_ident, PostgresEventStore};
@@ -74,17 +74,20 @@ impl PostgresCheckpoints {
         name: &str,
         position: Position,
     ) -> Result<()> {
-        check_checkpoint_name(name)?;
-        let position = to_i64(position.get(), "checkpoint position")?;
-        let inner = self.store.inner();
-        bounded(inner.options.operation_timeout, async {
-            sqlx::query(sqlx::AssertSqlSafe(self.save.as_str()))
-                .bind(name)
-                .bind(position)
-                .execute(conn)
-                .await
-                .map_err(|e| inner.map_err(e, "saving a checkpoint"))?;
-            Ok(())
+        traced(ConsumeOp::CheckpointSaveIn, "postgres", name, async move {
+            check_checkpoint_name(name)?;
+            let position = to_i64(position.get(), "checkpoint position")?;
+            let inner = self.store.inner();
+            bounded(inner.options.operation_timeout, async {
+                sqlx::query(sqlx::AssertSqlSafe(self.save.as_str()))
+                    .bind(name)
+                    .bind(position)
+                    .execute(conn)
+                    .await
+                    .map_err(|e| inner.map_err(e, "saving a checkpoint"))?;
+                Ok(())
+            })
+            .await
         })
         .await
     }
@@ -92,7 +95,7 @@ impl PostgresCheckpoints {
 
 impl CheckpointStore for PostgresCheckpoints {
     fn load<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Position>>> {
-        async move {
+        traced(ConsumeOp::CheckpointLoad, "postgres", name, async move {
             check_checkpoint_name(name)?;
             let inner = self.store.inner();
             let saved: Option<i64> = bounded(inner.options.operation_timeout, async {
@@ -106,12 +109,11 @@ impl CheckpointStore for PostgresCheckpoints {
             saved
                 .map(|p| from_i64(p, "checkpoint position").map(Position::new))
                 .transpose()
-        }
-        .boxed()
+        })
     }
 
     fn save<'a>(&'a self, name: &'a str, position: Position) -> BoxFuture<'a, Result<()>> {
-        async move {
+        traced(ConsumeOp::CheckpointSave, "postgres", name, async move {
             check_checkpoint_name(name)?;
             let inner = self.store.inner();
             let mut conn = bounded(inner.options.acquire_timeout, async {
@@ -123,12 +125,11 @@ impl CheckpointStore for PostgresCheckpoints {
             })
             .await?;
             self.save_in(&mut conn, name, position).await
-        }
-        .boxed()
+        })
     }
 
     fn reset<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<()>> {
-        async move {
+        traced(ConsumeOp::CheckpointReset, "postgres", name, async move {
             check_checkpoint_name(name)?;
             let inner = self.store.inner();
             bounded(inner.options.operation_timeout, async {
@@ -140,7 +141,6 @@ impl CheckpointStore for PostgresCheckpoints {
                 Ok(())
             })
             .await
-        }
-        .boxed()
+        })
     }
 }

@@ -10,10 +10,10 @@ use std::{
 };
 
 use annals_core::{
-    consume::{check_checkpoint_name, Lease, LeaseProvider},
+    consume::{check_checkpoint_name, traced, ConsumeOp, Lease, LeaseProvider},
     Error, Result,
 };
-use futures::{future::BoxFuture, FutureExt};
+use futures::future::BoxFuture;
 use sqlx::{Connection, PgConnection};
 
 use crate::{error::bounded, PostgresEventStore};
@@ -73,7 +73,7 @@ impl Drop for Keeper {
 
 impl LeaseProvider for PostgresLeases {
     fn acquire<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Lease>> {
-        async move {
+        traced(ConsumeOp::LeaseAcquire, "postgres", name, async move {
             check_checkpoint_name(name)?;
             let inner = self.store.inner();
             let key = format!("{}/{name}", inner.schema);
@@ -102,8 +102,7 @@ impl LeaseProvider for PostgresLeases {
             let lost = Arc::new(AtomicBool::new(false));
             let keeper = tokio::spawn(keep_alive(conn, Arc::clone(&lost), name.to_owned()));
             Ok(Lease::new(name, lost, Keeper(keeper)))
-        }
-        .boxed()
+        })
     }
 }
 

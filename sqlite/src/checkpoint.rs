@@ -4,10 +4,10 @@
 
 use annals_core::{
     backend::{from_i64, to_i64},
-    consume::{check_checkpoint_name, CheckpointStore, MemoryCheckpoints},
+    consume::{check_checkpoint_name, traced, CheckpointStore, ConsumeOp, MemoryCheckpoints},
     Error, Position, Result, Timestamp,
 };
-use futures::{future::BoxFuture, FutureExt};
+use futures::future::BoxFuture;
 use sqlx::{
     sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteSynchronous},
     SqliteConnection, SqlitePool,
@@ -113,22 +113,25 @@ impl SqliteCheckpoints {
         name: &str,
         position: Position,
     ) -> Result<()> {
-        check_checkpoint_name(name)?;
-        let position = to_i64(position.get(), "checkpoint position")?;
-        sqlx::query(SAVE)
-            .bind(name)
-            .bind(position)
-            .bind(Timestamp::now().as_unix_micros())
-            .execute(conn)
-            .await
-            .map_err(map("saving a checkpoint"))?;
-        Ok(())
+        traced(ConsumeOp::CheckpointSaveIn, "sqlite", name, async move {
+            check_checkpoint_name(name)?;
+            let position = to_i64(position.get(), "checkpoint position")?;
+            sqlx::query(SAVE)
+                .bind(name)
+                .bind(position)
+                .bind(Timestamp::now().as_unix_micros())
+                .execute(conn)
+                .await
+                .map_err(map("saving a checkpoint"))?;
+            Ok(())
+        })
+        .await
     }
 }
 
 impl CheckpointStore for SqliteCheckpoints {
     fn load<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Position>>> {
-        async move {
+        traced(ConsumeOp::CheckpointLoad, "sqlite", name, async move {
             let pool = match &self.place {
                 Place::File(pool) => pool,
                 Place::Memory(memory) => return memory.load(name).await,
@@ -142,24 +145,22 @@ impl CheckpointStore for SqliteCheckpoints {
             saved
                 .map(|p| from_i64(p, "checkpoint position").map(Position::new))
                 .transpose()
-        }
-        .boxed()
+        })
     }
 
     fn save<'a>(&'a self, name: &'a str, position: Position) -> BoxFuture<'a, Result<()>> {
-        async move {
+        traced(ConsumeOp::CheckpointSave, "sqlite", name, async move {
             let pool = match &self.place {
                 Place::File(pool) => pool,
                 Place::Memory(memory) => return memory.save(name, position).await,
             };
             let mut conn = pool.acquire().await.map_err(map("saving a checkpoint"))?;
             self.save_in(&mut conn, name, position).await
-        }
-        .boxed()
+        })
     }
 
     fn reset<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<()>> {
-        async move {
+        traced(ConsumeOp::CheckpointReset, "sqlite", name, async move {
             let pool = match &self.place {
                 Place::File(pool) => pool,
                 Place::Memory(memory) => return memory.reset(name).await,
@@ -171,7 +172,6 @@ impl CheckpointStore for SqliteCheckpoints {
                 .await
                 .map_err(map("resetting a checkpoint"))?;
             Ok(())
-        }
-        .boxed()
+        })
     }
 }

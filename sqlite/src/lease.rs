@@ -9,10 +9,10 @@ use std::{
 };
 
 use annals_core::{
-    consume::{check_checkpoint_name, Lease, LeaseProvider, MemoryLeases},
+    consume::{check_checkpoint_name, traced, ConsumeOp, Lease, LeaseProvider, MemoryLeases},
     Error, Result,
 };
-use futures::{future::BoxFuture, FutureExt};
+use futures::future::BoxFuture;
 
 use crate::SqliteEventStore;
 
@@ -107,7 +107,7 @@ fn process_leases() -> &'static MemoryLeases {
 
 impl LeaseProvider for SqliteLeases {
     fn acquire<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Lease>> {
-        async move {
+        traced(ConsumeOp::LeaseAcquire, "sqlite", name, async move {
             check_checkpoint_name(name)?;
             match &self.place {
                 Place::Process(store) => {
@@ -123,7 +123,6 @@ impl LeaseProvider for SqliteLeases {
                     tokio::time::sleep(RETRY).await;
                 },
             }
-        }
-        .boxed()
+        })
     }
 }

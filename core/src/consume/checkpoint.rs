@@ -6,8 +6,9 @@ use std::{
     sync::{Arc, Mutex, PoisonError},
 };
 
-use futures::{future::BoxFuture, FutureExt};
+use futures::future::BoxFuture;
 
+use super::{traced, ConsumeOp};
 use crate::{Error, Position, Result};
 
 /// Remembers, per consumer name, the position of the last event it handled.
@@ -64,34 +65,31 @@ pub fn check_checkpoint_name(name: &str) -> Result<()> {
 
 impl CheckpointStore for MemoryCheckpoints {
     fn load<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Position>>> {
-        async move {
+        traced(ConsumeOp::CheckpointLoad, "memory", name, async move {
             check_checkpoint_name(name)?;
             let saved = self.saved.lock().unwrap_or_else(PoisonError::into_inner);
             Ok(saved.get(name).copied())
-        }
-        .boxed()
+        })
     }
 
     fn save<'a>(&'a self, name: &'a str, position: Position) -> BoxFuture<'a, Result<()>> {
-        async move {
+        traced(ConsumeOp::CheckpointSave, "memory", name, async move {
             check_checkpoint_name(name)?;
             let mut saved = self.saved.lock().unwrap_or_else(PoisonError::into_inner);
             let entry = saved.entry(name.to_owned()).or_insert(position);
             *entry = (*entry).max(position);
             Ok(())
-        }
-        .boxed()
+        })
     }
 
     fn reset<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<()>> {
-        async move {
+        traced(ConsumeOp::CheckpointReset, "memory", name, async move {
             check_checkpoint_name(name)?;
             self.saved
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(name);
             Ok(())
-        }
-        .boxed()
+        })
     }
 }

@@ -11,9 +11,9 @@ use std::{
     },
 };
 
-use futures::{future::BoxFuture, FutureExt};
+use futures::future::BoxFuture;
 
-use super::{check_checkpoint_name, AppendSignal};
+use super::{check_checkpoint_name, traced, AppendSignal, ConsumeOp};
 use crate::Result;
 
 /// Grants the lease of a named consumer to one holder at a time.
@@ -150,7 +150,7 @@ impl MemoryLeases {
 
 impl LeaseProvider for MemoryLeases {
     fn acquire<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Lease>> {
-        async move {
+        traced(ConsumeOp::LeaseAcquire, "memory", name, async move {
             loop {
                 let seen = self.shared.released.generation();
                 if let Some(lease) = self.try_acquire(name)? {
@@ -158,7 +158,6 @@ impl LeaseProvider for MemoryLeases {
                 }
                 self.shared.released.changed(seen).await;
             }
-        }
-        .boxed()
+        })
     }
 }

@@ -13,6 +13,7 @@ mod projection;
 mod replay;
 mod signal;
 mod subscription;
+mod trace;
 
 pub use checkpoint::{check_checkpoint_name, CheckpointStore, MemoryCheckpoints};
 pub use lease::{Lease, LeaseProvider, MemoryLeases};
@@ -20,3 +21,4 @@ pub use projection::{ErrorPolicy, Projection, ProjectionError, ProjectionReport}
 pub use replay::{Progress, Replay};
 pub use signal::{AppendSignal, Changed};
 pub use subscription::{Subscribe, SubscribeAll, SubscribeStream, Subscription, SubscriptionState};
+pub use trace::{traced, ConsumeOp};

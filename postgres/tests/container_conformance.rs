@@ -3,8 +3,10 @@
 //! conformance suite plus an ordering check.
 //!
 //! One container per test binary, a fresh schema per case (dropped after it).
-//! The image is `postgres:15-alpine`, or `ANNALS_TEST_PG_IMAGE=name:tag` (for
-//! example the offline `annals-postgres:15` built by `scripts/postgres-image.sh`).
+//! The image is chosen by the one launcher, `annals_testing::postgres::image`:
+//! `ANNALS_TEST_PG_IMAGE=name:tag` if set; else the official `postgres:15-alpine`
+//! if present or pullable; else the offline `annals-postgres:15` built by
+//! `scripts/postgres-image.sh`.
 //! Without a Docker engine these tests fail and say how to get one.
 //! The whole suite runs against a plain server in `tests/conformance.rs`; this
 //! file proves the testcontainers path, so it stays lean.

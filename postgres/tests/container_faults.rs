@@ -6,7 +6,9 @@
 //! The container comes from testcontainers-modules (`Postgres`, fsync on),
 //! with a fixed loopback host port so the store's URL stays valid across
 //! restarts; testcontainers removes it when the test ends, pass or fail.
-//! Image: `postgres:15-alpine` or `ANNALS_TEST_PG_IMAGE=name:tag`.
+//! Image: chosen by `annals_testing::postgres::image` — `ANNALS_TEST_PG_IMAGE`
+//! (`name:tag`) if set; else `postgres:15-alpine` if present or pullable; else
+//! the offline `annals-postgres:15` from `scripts/postgres-image.sh`.
 //!
 //! Run with `--nocapture` to see what each round saw (errors, recovery times).
 #![allow(

@@ -236,12 +236,13 @@ pub const LOCAL_IMAGE: (&str, &str) = ("annals-postgres", "15");
 /// `docker rm -f $(docker ps -aq --filter label=annals.test)`).
 pub const LABEL: &str = "annals.test";
 
-/// Splits `name:tag` (the tag defaults to `latest`; a `:` followed by a path is a
+/// Splits `name:tag` (a missing or empty tag means `latest`; a `:` followed by a path is a
 /// registry port, not a tag).
 pub fn parse_image(spec: &str) -> (String, String) {
     let spec = spec.trim();
     match spec.rsplit_once(':') {
-        Some((name, tag)) if !name.is_empty() && !tag.is_empty() && !tag.contains('/') => {
+        Some((name, tag)) if !name.is_empty() && !tag.contains('/') => {
+            let tag = if tag.is_empty() { "latest" } else { tag };
             (name.to_owned(), tag.to_owned())
         }
         _ => (spec.to_owned(), "latest".to_owned()),
@@ -251,28 +252,48 @@ pub fn parse_image(spec: &str) -> (String, String) {
 /// The image the container tests use, as (name, tag), chosen once per process:
 /// [`IMAGE_VAR`] if set; else [`DEFAULT_IMAGE`] if it is present or can be
 /// pulled (within 120 s); else [`LOCAL_IMAGE`] if it exists; else
-/// [`DEFAULT_IMAGE`] (starting it then fails with instructions).
+/// [`DEFAULT_IMAGE`] (starting it then fails with instructions). The rule is
+/// [`choose_image`]; this supplies the Docker probes.
 pub fn image() -> (String, String) {
     static IMAGE: OnceLock<(String, String)> = OnceLock::new();
     IMAGE.get_or_init(resolve_image).clone()
 }
 
 fn resolve_image() -> (String, String) {
-    if let Ok(spec) = std::env::var(IMAGE_VAR) {
-        if !spec.trim().is_empty() {
-            return parse_image(&spec);
-        }
+    let default = format!("{}:{}", DEFAULT_IMAGE.0, DEFAULT_IMAGE.1);
+    let local = format!("{}:{}", LOCAL_IMAGE.0, LOCAL_IMAGE.1);
+    choose_image(
+        std::env::var(IMAGE_VAR).ok().as_deref(),
+        || {
+            docker(&["image", "inspect", &default]).is_ok()
+                || pull(&default, Duration::from_secs(120))
+        },
+        || docker(&["image", "inspect", &local]).is_ok(),
+    )
+}
+
+/// The image rule of [`image`] without Docker: `requested` (the value of
+/// [`IMAGE_VAR`]) if set and not blank; else [`DEFAULT_IMAGE`] if
+/// `official_available` says it is present or pullable; else [`LOCAL_IMAGE`] if
+/// `local_exists`; else [`DEFAULT_IMAGE`]. Each probe runs only when the rule
+/// gets to it, so a set variable never pulls and an available official image
+/// never looks for the local one.
+pub fn choose_image(
+    requested: Option<&str>,
+    official_available: impl FnOnce() -> bool,
+    local_exists: impl FnOnce() -> bool,
+) -> (String, String) {
+    if let Some(spec) = requested.filter(|spec| !spec.trim().is_empty()) {
+        return parse_image(spec);
     }
     let owned = |(name, tag): (&str, &str)| (name.to_owned(), tag.to_owned());
-    let default = format!("{}:{}", DEFAULT_IMAGE.0, DEFAULT_IMAGE.1);
-    if docker(&["image", "inspect", &default]).is_ok() || pull(&default, Duration::from_secs(120)) {
-        return owned(DEFAULT_IMAGE);
+    if official_available() {
+        owned(DEFAULT_IMAGE)
+    } else if local_exists() {
+        owned(LOCAL_IMAGE)
+    } else {
+        owned(DEFAULT_IMAGE)
     }
-    let local = format!("{}:{}", LOCAL_IMAGE.0, LOCAL_IMAGE.1);
-    if docker(&["image", "inspect", &local]).is_ok() {
-        return owned(LOCAL_IMAGE);
-    }
-    owned(DEFAULT_IMAGE)
 }
 
 /// `docker pull image`, killed after `within`; true if it succeeded.
@@ -667,5 +688,119 @@ pub fn reap_after_exit(container_id: &str) {
     if let Err(e) = spawned {
         let _ = docker(&["rm", "-f", "-v", container_id]);
         panic!("cannot start the container reaper: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::{choose_image, parse_image, DEFAULT_IMAGE, LOCAL_IMAGE};
+
+    fn pair(name: &str, tag: &str) -> (String, String) {
+        (name.to_owned(), tag.to_owned())
+    }
+
+    #[test]
+    fn parse_image_splits_name_and_tag() {
+        assert_eq!(parse_image("postgres:16"), pair("postgres", "16"));
+        assert_eq!(
+            parse_image("  annals-postgres:15 "),
+            pair("annals-postgres", "15")
+        );
+        assert_eq!(
+            parse_image("library/postgres:15-alpine"),
+            pair("library/postgres", "15-alpine")
+        );
+    }
+
+    #[test]
+    fn parse_image_without_tag_means_latest() {
+        assert_eq!(parse_image("postgres"), pair("postgres", "latest"));
+        assert_eq!(parse_image("postgres:"), pair("postgres", "latest"));
+        assert_eq!(
+            parse_image("ghcr.io/acme/pg"),
+            pair("ghcr.io/acme/pg", "latest")
+        );
+    }
+
+    #[test]
+    fn parse_image_keeps_a_registry_port_in_the_name() {
+        assert_eq!(
+            parse_image("localhost:5000/pg:15"),
+            pair("localhost:5000/pg", "15")
+        );
+        assert_eq!(
+            parse_image("localhost:5000/pg"),
+            pair("localhost:5000/pg", "latest")
+        );
+        assert_eq!(
+            parse_image("registry.example:443/team/postgres:15-alpine"),
+            pair("registry.example:443/team/postgres", "15-alpine")
+        );
+    }
+
+    #[test]
+    fn a_set_variable_wins_and_probes_nothing() {
+        let probed = Cell::new(false);
+        let chosen = choose_image(
+            Some("localhost:5000/pg:15"),
+            || {
+                probed.set(true);
+                true
+            },
+            || {
+                probed.set(true);
+                true
+            },
+        );
+        assert_eq!(chosen, pair("localhost:5000/pg", "15"));
+        assert!(!probed.get(), "a set variable must not touch Docker");
+    }
+
+    #[test]
+    fn a_blank_variable_counts_as_unset() {
+        assert_eq!(
+            choose_image(Some("  "), || true, || true),
+            pair(DEFAULT_IMAGE.0, DEFAULT_IMAGE.1)
+        );
+        assert_eq!(
+            choose_image(Some(""), || false, || true),
+            pair(LOCAL_IMAGE.0, LOCAL_IMAGE.1)
+        );
+    }
+
+    #[test]
+    fn the_official_image_is_used_when_present_or_pullable() {
+        let local_probed = Cell::new(false);
+        let chosen = choose_image(
+            None,
+            || true,
+            || {
+                local_probed.set(true);
+                true
+            },
+        );
+        assert_eq!(chosen, pair(DEFAULT_IMAGE.0, DEFAULT_IMAGE.1));
+        assert!(!local_probed.get(), "the local image is only the fallback");
+    }
+
+    #[test]
+    fn offline_the_locally_built_image_is_used() {
+        assert_eq!(
+            choose_image(None, || false, || true),
+            pair(LOCAL_IMAGE.0, LOCAL_IMAGE.1)
+        );
+        assert_eq!(LOCAL_IMAGE, ("annals-postgres", "15"));
+    }
+
+    #[test]
+    fn with_neither_image_the_official_one_is_named() {
+        // Starting it then fails with instructions (see `start`).
+        assert_eq!(
+            choose_image(None, || false, || false),
+            pair(DEFAULT_IMAGE.0, DEFAULT_IMAGE.1)
+        );
+        assert_eq!(DEFAULT_IMAGE, ("postgres", "15-alpine"));
     }
 }

@@ -5,8 +5,8 @@
 //! [`ReadFilter`], the [`Error`] enum — and the [`EventStore`] trait. It does no I/O.
 //!
 //! Applications depend on one backend crate, which re-exports all of this:
-//! `annals-sqlite` (embedded default), `annals-postgres`, or `annals-memory`
-//! (tests and prototypes).
+//! `annals-sqlite` (embedded default), `annals-postgres`, `annals-fs` (a log in a
+//! git repository), or `annals-memory` (tests and prototypes).
 //!
 //! # A tour
 //!
@@ -22,6 +22,21 @@
 //!   first, [`Error::InvalidInput`] for bad input (nothing written), and so on.
 //!
 //! See the [`EventStore`] docs for the full contract.
+//!
+//! # Where the event-sourcing layer lives
+//!
+//! The storage contract ([`EventStore`], [`backend`], [`AppendRequest`], reads,
+//! [`consume`]) and the event-sourcing layer built on it ([`Aggregate`],
+//! [`Repository`] with [`Repository::execute_across`], [`codec`], upcasting with
+//! [`Upcasters`], [`typed`] events) are both in this crate, as modules side by
+//! side; the layer was deliberately not split into a crate of its own. Users keep
+//! one dependency (a backend crate re-exports everything), the [`Repository`] is
+//! written against the [`EventStore`] trait and so needs this crate anyway, and
+//! the dependency graph stays a tree with no cycles. A separate crate would
+//! have to depend on this one and be re-exported by every backend, so it would
+//! add a crate to version and publish without removing a single import path.
+//! The layer reaches storage only through the [`EventStore`] trait, never a
+//! backend's internals.
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -7,7 +7,8 @@ use std::{
 };
 
 use annals_core::{
-    backend::to_i64, Direction, EventStream, ReadAll, ReadStream, RecordedEvent, Result,
+    backend::{from_i64, not_found, to_i64},
+    Direction, EventId, EventStream, ReadAll, ReadStream, RecordedEvent, Result, StreamId, Version,
 };
 use futures::{stream, StreamExt, TryStreamExt};
 use sqlx::Row;
@@ -17,8 +18,37 @@ use crate::{
     error::{bounded, Blocker, ReadBlocked},
     row::{corrupt, decode_event, get, StreamCache, AFTER_EVENT_COLUMNS},
     sql::LogShape,
-    Error,
+    Error, PostgresEventStore,
 };
+
+/// The two point reads, used by the `Backend` impl (`store.rs`) and by the append
+/// path (`append.rs`) off its fast path.
+impl PostgresEventStore {
+    /// The stream's current version, read now.
+    pub(crate) async fn head_version_now(&self, stream: &StreamId) -> Result<Version> {
+        let inner = self.inner();
+        let version: i64 = sqlx::query_scalar(inner.queries.stream_version())
+            .bind(stream.as_str())
+            .fetch_one(&inner.pool)
+            .await
+            .map_err(|e| inner.map_err(e, "reading a stream version"))?;
+        Ok(Version::new(from_i64(version, "version")?))
+    }
+
+    /// One event by id, read now.
+    pub(crate) async fn find_event_now(&self, id: EventId) -> Result<RecordedEvent> {
+        let inner = self.inner();
+        let row = sqlx::query(inner.queries.get_event())
+            .bind(*id.as_uuid())
+            .fetch_optional(&inner.pool)
+            .await
+            .map_err(|e| inner.map_err(e, "reading an event"))?;
+        match row {
+            Some(row) => decode_event(&row, &mut StreamCache::default()),
+            None => Err(not_found(id)),
+        }
+    }
+}
 
 /// Rows to ask for next: the page size, or fewer if the limit is nearer.
 fn page_len(page: u32, remaining: u64) -> i64 {

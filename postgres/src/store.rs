@@ -4,45 +4,16 @@
 //! ([`EventStore`](annals_core::EventStore) is implemented for every `Backend`).
 
 use annals_core::{
-    backend::{from_i64, not_found, Backend},
-    consume::AppendSignal,
-    Capabilities, Committed, EventId, EventStream, PreparedAppend, ReadAll, ReadStream,
-    RecordedEvent, Result, Snapshot, StreamId, Version,
+    backend::Backend, consume::AppendSignal, Capabilities, Committed, EventId, EventStream,
+    PreparedAppend, ReadAll, ReadStream, RecordedEvent, Result, Snapshot, StreamId, Version,
 };
 use futures::{future::BoxFuture, FutureExt};
 
 use crate::{
     append::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS},
     error::bounded,
-    read,
-    row::{decode_event, StreamCache},
-    PostgresEventStore,
+    read, PostgresEventStore,
 };
-
-impl PostgresEventStore {
-    pub(crate) async fn head_version_now(&self, stream: &StreamId) -> Result<Version> {
-        let inner = self.inner();
-        let version: i64 = sqlx::query_scalar(inner.queries.stream_version())
-            .bind(stream.as_str())
-            .fetch_one(&inner.pool)
-            .await
-            .map_err(|e| inner.map_err(e, "reading a stream version"))?;
-        Ok(Version::new(from_i64(version, "version")?))
-    }
-
-    async fn find_event_now(&self, id: EventId) -> Result<RecordedEvent> {
-        let inner = self.inner();
-        let row = sqlx::query(inner.queries.get_event())
-            .bind(*id.as_uuid())
-            .fetch_optional(&inner.pool)
-            .await
-            .map_err(|e| inner.map_err(e, "reading an event"))?;
-        match row {
-            Some(row) => decode_event(&row, &mut StreamCache::default()),
-            None => Err(not_found(id)),
-        }
-    }
-}
 
 impl Backend for PostgresEventStore {
     fn limits(&self) -> Capabilities {

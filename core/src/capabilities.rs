@@ -20,7 +20,9 @@ pub struct Capabilities {
     pub max_events_per_append: usize,
     /// Most bytes one append may hold: payloads, metadata and names together.
     pub max_append_bytes: usize,
-    /// Largest event payload or snapshot state, in bytes.
+    /// Largest event payload or snapshot state, in bytes. This and the next two
+    /// are core's own limits, the same on every backend (events move between
+    /// backends unchanged); a backend can lower only the per-append limits above.
     pub max_payload_bytes: usize,
     /// Largest metadata of one event, serialized as JSON, in bytes.
     pub max_metadata_bytes: usize,
@@ -29,7 +31,9 @@ pub struct Capabilities {
 }
 
 impl Default for Capabilities {
-    /// The limits core itself enforces; backends lower some of them.
+    /// The limits core itself enforces; backends may lower the per-append ones
+    /// ([`with_max_events_per_append`](Capabilities::with_max_events_per_append),
+    /// [`with_max_append_bytes`](Capabilities::with_max_append_bytes)).
     fn default() -> Self {
         Capabilities {
             max_events_per_append: usize::MAX,

@@ -158,18 +158,20 @@ async fn write_and_signal<B: Backend + ?Sized>(
     Ok(committed)
 }
 
-fn outcome<T>(result: &Result<T>) -> &'static str {
+/// The `outcome` a span records: what kind of result the operation had.
+pub(crate) fn outcome<T>(result: &Result<T>) -> &'static str {
     match result {
         Ok(_) => "ok",
         Err(e) if e.is_conflict() => "conflict",
         Err(e) if e.is_invalid_input() => "invalid_input",
         Err(e) if e.is_not_found() => "not_found",
+        Err(e) if e.is_transient() => "transient",
         Err(_) => "error",
     }
 }
 
 /// Runs `future` in `span` and records its outcome there.
-fn traced<'a, T: Send + 'a>(
+pub(crate) fn traced<'a, T: Send + 'a>(
     span: Span,
     future: impl std::future::Future<Output = Result<T>> + Send + 'a,
 ) -> BoxFuture<'a, Result<T>> {

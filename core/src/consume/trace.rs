@@ -6,8 +6,8 @@
 
 use std::future::Future;
 
-use futures::{future::BoxFuture, FutureExt};
-use tracing::{field::Empty, Instrument, Span};
+use futures::future::BoxFuture;
+use tracing::{field::Empty, Span};
 
 use crate::Result;
 
@@ -36,7 +36,8 @@ pub enum ConsumeOp {
 /// Runs `future`, one operation of `backend`'s checkpoint store or lease
 /// provider, in a `DEBUG` span named after `op` with the fields `backend`, `name`
 /// (the checkpoint or lease name) and `outcome` (`ok`, `invalid_input`,
-/// `transient` or `error`, recorded when it finishes). Positions and names are
+/// `transient`, … or `error`, recorded when it finishes; the same values as the
+/// store's own spans). Positions and names are
 /// all it records: nothing secret ever reaches it.
 ///
 /// Every implementation in this workspace wraps each method in it; a new
@@ -60,19 +61,7 @@ pub fn traced<'a, T: Send + 'a>(
     name: &str,
     future: impl Future<Output = Result<T>> + Send + 'a,
 ) -> BoxFuture<'a, Result<T>> {
-    let span = span(op, backend, name);
-    // No subscriber wants the span: no instrumentation layer, nothing paid per call.
-    if span.is_disabled() {
-        return future.boxed();
-    }
-    let recorder = span.clone();
-    async move {
-        let result = future.await;
-        recorder.record("outcome", outcome(&result));
-        result
-    }
-    .instrument(span)
-    .boxed()
+    crate::store::traced(span(op, backend, name), future)
 }
 
 fn span(op: ConsumeOp, backend: &'static str, name: &str) -> Span {
@@ -96,18 +85,9 @@ fn span(op: ConsumeOp, backend: &'static str, name: &str) -> Span {
     }
 }
 
-fn outcome<T>(result: &Result<T>) -> &'static str {
-    match result {
-        Ok(_) => "ok",
-        Err(e) if e.is_invalid_input() => "invalid_input",
-        Err(e) if e.is_transient() => "transient",
-        Err(_) => "error",
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::outcome;
+    use crate::store::outcome;
     use crate::{Error, Result};
 
     #[test]

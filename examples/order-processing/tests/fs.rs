@@ -3,41 +3,23 @@
 //! model, and a fork between two copies of the folder reported, not interleaved.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::{fs, path::Path, process::Command};
+use std::{fs, path::Path};
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+mod common;
 
-/// `--data-dir fs://<root>` then `args`.
-fn run(root: &Path, args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_order-processing"))
-        .arg("--data-dir")
-        .arg(format!("fs://{}", root.display()))
-        .args(args)
-        .output()
-        .expect("the order-processing binary runs");
-    Run {
-        code: output.status.code().expect("exited normally"),
-        stdout: String::from_utf8(output.stdout).unwrap(),
-        stderr: String::from_utf8(output.stderr).unwrap(),
-    }
+use common::order_line;
+
+/// `--data-dir fs://<root>`.
+fn fs_dir(root: &Path) -> String {
+    format!("fs://{}", root.display())
 }
 
 fn ok(root: &Path, args: &[&str]) -> String {
-    let r = run(root, args);
-    assert_eq!(r.code, 0, "{args:?} failed:\n{}\n{}", r.stdout, r.stderr);
-    r.stdout
+    common::ok(fs_dir(root), args)
 }
 
-/// The line of `order <id>` in `list`/`show` output.
-fn order_line<'a>(output: &'a str, id: &str) -> &'a str {
-    output
-        .lines()
-        .find(|l| l.starts_with(&format!("order {id} ")))
-        .unwrap_or_else(|| panic!("no order {id} in:\n{output}"))
+fn run(root: &Path, args: &[&str]) -> common::Run {
+    common::run(fs_dir(root), args)
 }
 
 fn event_files(root: &Path) -> Vec<String> {
@@ -91,30 +73,7 @@ fn the_demo_and_later_runs_work_on_an_fs_folder() {
     assert!(!root.join("orders.db").exists());
 
     // More processes, one command each, continue from the stored versions.
-    ok(&root, &["place", "r-1", "Rita"]);
-    let added = ok(&root, &["add-item", "r-1", "tea", "2", "4.50"]);
-    assert!(added.contains("(version 2)"), "{added}");
-    let list = ok(&root, &["--verbose", "list"]);
-    let alice = order_line(&list, "d1-alice");
-    assert!(
-        alice.contains("[shipped]") && alice.contains("version 6"),
-        "{alice}"
-    );
-    assert!(order_line(&list, "d1-bob").contains("version 3"));
-    assert!(order_line(&list, "d1-carol").contains("[cancelled]"));
-    let legacy = order_line(&list, "d1-legacy");
-    assert!(
-        legacy.contains("[paid]") && legacy.contains("version 3"),
-        "{legacy}"
-    );
-    assert!(order_line(&list, "d1-erin").contains("version 151"));
-    assert!(order_line(&list, "r-1").contains("version 2"));
-    assert!(
-        list.contains("loaded from the snapshot at version 100 + 51 newer events"),
-        "the snapshot in .annals/ survives the restart:\n{list}"
-    );
-    let paid = ok(&root, &["pay", "r-1", "9.00"]);
-    assert!(paid.contains("recorded OrderPaid.v1 (version 3)"), "{paid}");
+    common::later_processes_continue(fs_dir(&root).as_str());
 
     // The by-status read model, kept in the git-ignored .annals/ folder.
     let by_status = ok(&root, &["list", "--by-status"]);

@@ -2,41 +2,9 @@
 //! sees the first one's orders and versions. Also checks exit codes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::{path::Path, process::Command};
+mod common;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(data_dir: &Path, args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_order-processing"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .output()
-        .expect("the order-processing binary runs");
-    Run {
-        code: output.status.code().expect("exited normally"),
-        stdout: String::from_utf8(output.stdout).unwrap(),
-        stderr: String::from_utf8(output.stderr).unwrap(),
-    }
-}
-
-fn ok(data_dir: &Path, args: &[&str]) -> String {
-    let r = run(data_dir, args);
-    assert_eq!(r.code, 0, "{args:?} failed:\n{}\n{}", r.stdout, r.stderr);
-    r.stdout
-}
-
-/// The line of `order <id>` in `list`/`show` output.
-fn order_line<'a>(output: &'a str, id: &str) -> &'a str {
-    output
-        .lines()
-        .find(|l| l.starts_with(&format!("order {id} ")))
-        .unwrap_or_else(|| panic!("no order {id} in:\n{output}"))
-}
+use common::{ok, order_line, run};
 
 #[test]
 fn second_run_sees_first_runs_orders_and_versions() {
@@ -54,36 +22,8 @@ fn second_run_sees_first_runs_orders_and_versions() {
     assert!(demo.contains("REJECTED"), "{demo}");
     assert!(data.join("orders.db").exists());
 
-    // More processes: one command each.
-    ok(&data, &["place", "r-1", "Rita"]);
-    ok(&data, &["add-item", "r-1", "tea", "2", "4.50"]);
-
-    // A fresh process sees everything, with the same versions.
-    let list = ok(&data, &["--verbose", "list"]);
-    let alice = order_line(&list, "d1-alice");
-    assert!(
-        alice.contains("[shipped]") && alice.contains("version 6"),
-        "{alice}"
-    );
-    assert!(order_line(&list, "d1-bob").contains("version 3"));
-    assert!(order_line(&list, "d1-carol").contains("[cancelled]"));
-    let legacy = order_line(&list, "d1-legacy");
-    assert!(
-        legacy.contains("[paid]") && legacy.contains("version 3"),
-        "{legacy}"
-    );
-    assert!(order_line(&list, "d1-erin").contains("version 151"));
-    assert!(order_line(&list, "r-1").contains("version 2"));
-    assert!(
-        list.contains("loaded from the snapshot at version 100 + 51 newer events"),
-        "the snapshot survives the restart:\n{list}"
-    );
-
-    // Commands continue from the stored version.
-    let paid = ok(&data, &["pay", "r-1", "9.00"]);
-    assert!(paid.contains("recorded OrderPaid.v1 (version 3)"), "{paid}");
-    let show = ok(&data, &["show", "r-1"]);
-    assert!(order_line(&show, "r-1").contains("[paid]"), "{show}");
+    // More processes: one command each, from the stored versions.
+    common::later_processes_continue(&data);
 
     // The demo again: it sees run #1 and starts run #2.
     let again = ok(&data, &["demo"]);

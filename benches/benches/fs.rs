@@ -7,10 +7,10 @@
 //! the figures follow the disk's fsync latency.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use annals_benches::{bench_group, events, replay_all, runtime, transfer_group};
+use annals_benches::{append_group, bench_group, events, replay_all, runtime, transfer_group};
 use annals_core::{EventStore, ExpectedVersion, StreamId};
 use annals_fs::FsEventStore;
-use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 /// Events in the log the replay group reads (100 per file).
 const LOG: usize = 10_000;
@@ -19,27 +19,7 @@ fn append(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let store = rt.block_on(FsEventStore::open(dir.path())).unwrap();
-    let stream = StreamId::new("bench").unwrap();
-    let mut group = bench_group(c, "fs/append", 10, 5);
-    for size in [1usize, 100] {
-        group.throughput(Throughput::Elements(size as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, &size| {
-            b.to_async(&rt).iter_batched(
-                || events(size),
-                |batch| {
-                    let (store, stream) = (&store, &stream);
-                    async move {
-                        store
-                            .append(stream, ExpectedVersion::Any, batch)
-                            .await
-                            .unwrap()
-                    }
-                },
-                BatchSize::SmallInput,
-            );
-        });
-    }
-    group.finish();
+    append_group(c, &rt, "fs", &store, &[1, 100]);
 }
 
 fn replay(c: &mut Criterion) {

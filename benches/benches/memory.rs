@@ -8,36 +8,20 @@
 use std::{sync::Arc, time::Duration};
 
 use annals_benches::{
-    events, replay_all, replay_stream, runtime, single_event_appends, transfer_group,
+    append_group, events, replay_all, replay_stream, runtime, single_event_appends, transfer_group,
 };
 use annals_memory::{EventStore, ExpectedVersion, MemoryEventStore, StreamId, Version};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 
 fn append(c: &mut Criterion) {
     let rt = runtime();
-    let mut group = c.benchmark_group("memory/append");
-    group.measurement_time(Duration::from_secs(3));
-    for size in [1usize, 10, 100, 1000] {
-        group.throughput(Throughput::Elements(size as u64));
-        let store = MemoryEventStore::new();
-        let stream = StreamId::new("bench").unwrap();
-        group.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, &size| {
-            b.to_async(&rt).iter_batched(
-                || events(size),
-                |batch| {
-                    let (store, stream) = (&store, &stream);
-                    async move {
-                        store
-                            .append(stream, ExpectedVersion::Any, batch)
-                            .await
-                            .unwrap()
-                    }
-                },
-                BatchSize::SmallInput,
-            );
-        });
-    }
-    group.finish();
+    append_group(
+        c,
+        &rt,
+        "memory",
+        &MemoryEventStore::new(),
+        &[1, 10, 100, 1000],
+    );
 
     // Single-event appends from 1 and 16 concurrent tasks, each to its own stream.
     let mut group = c.benchmark_group("memory/append_single");

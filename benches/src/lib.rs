@@ -52,6 +52,44 @@ pub fn bench_group<'a>(
     group
 }
 
+/// The `{prefix}/append` group: batches of each of `sizes` events appended to one
+/// stream of `store` (`Any` expected version), in events/s.
+pub fn append_group<S>(
+    c: &mut criterion::Criterion,
+    rt: &tokio::runtime::Runtime,
+    prefix: &str,
+    store: &S,
+    sizes: &[usize],
+) where
+    S: EventStore + ?Sized,
+{
+    let stream = StreamId::new("bench").unwrap();
+    let mut group = bench_group(c, &format!("{prefix}/append"), 10, 3);
+    for &size in sizes {
+        group.throughput(criterion::Throughput::Elements(size as u64));
+        group.bench_with_input(
+            criterion::BenchmarkId::from_parameter(size),
+            &size,
+            |b, &size| {
+                b.to_async(rt).iter_batched(
+                    || events(size),
+                    |batch| {
+                        let stream = &stream;
+                        async move {
+                            store
+                                .append(stream, ExpectedVersion::Any, batch)
+                                .await
+                                .unwrap()
+                        }
+                    },
+                    criterion::BatchSize::SmallInput,
+                );
+            },
+        );
+    }
+    group.finish();
+}
+
 /// `tasks` concurrent tasks, each appending `per_task` single-event appends with
 /// `Exact` versions to its own new stream `single-{first_stream + t}`.
 pub async fn single_event_appends<S>(

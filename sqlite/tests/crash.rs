@@ -2,8 +2,8 @@
 //! stdout; the parent SIGKILLs it mid-stream, reopens the file, and checks that every
 //! acknowledged append is there and that no append is partially visible.
 //!
-//! The child is this test binary itself, re-executed with `CRASH_CHILD_ENV` set and
-//! filtered to run only `crash_child`.
+//! The child is this test binary itself, re-executed (`annals_testing::child`)
+//! with `CRASH_CHILD_ENV` set and filtered to run only `crash_child`.
 #![allow(
     missing_docs,
     clippy::unwrap_used,
@@ -15,11 +15,12 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    io::{BufRead, BufReader, Write},
+    io::Write,
     path::Path,
-    process::{Command, Stdio},
     time::Duration,
 };
+
+use annals_testing::child::Child;
 
 use annals_sqlite::{
     futures::TryStreamExt, EventStore, ExpectedVersion, NewEvent, ReadAll, SqliteEventStore,
@@ -28,69 +29,40 @@ use annals_sqlite::{
 
 const CRASH_CHILD_ENV: &str = "ANNALS_SQLITE_CRASH_CHILD_DB";
 const CRASH_FIRST_BATCH_ENV: &str = "ANNALS_SQLITE_CRASH_FIRST_BATCH";
+const CRASH_TASKS_ENV: &str = "ANNALS_SQLITE_CRASH_TASKS";
 const ROUNDS: u64 = 20;
-/// Concurrent appenders in the grouped child (their appends share transactions).
+/// Concurrent appenders in the grouped rounds (their appends share transactions).
 const GROUPED_TASKS: u64 = 8;
+/// How long the child may take to print its next acknowledgement on a busy machine.
+const ACK_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Batch `b` has this many events (1..=9), so batch sizes vary.
 fn batch_size(batch: u64) -> u64 {
     1 + (batch * 7) % 9
 }
 
-/// The child: appends batches until killed, printing `ack <batch>` after each
-/// acknowledged append. Does nothing when run as an ordinary test.
+fn env_u64(key: &str) -> u64 {
+    std::env::var(key).unwrap().parse().unwrap()
+}
+
+/// The child: `CRASH_TASKS_ENV` tasks append batches at once until killed (with
+/// more than one, the writer commits them in groups), each printing
+/// `ack <batch>` after its append is acknowledged. Does nothing when run as an
+/// ordinary test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_child() {
     let Ok(path) = std::env::var(CRASH_CHILD_ENV) else {
         return;
     };
-    let first: u64 = std::env::var(CRASH_FIRST_BATCH_ENV)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let store = SqliteEventStore::open(&path).await.unwrap();
-    let mut stdout = std::io::stdout().lock();
-    for batch in first.. {
-        let stream = StreamId::new(format!("crash-{}", batch % 5)).unwrap();
-        let size = batch_size(batch);
-        let events = (0..size)
-            .map(|i| {
-                NewEvent::json(
-                    "Crashed",
-                    &serde_json::json!({ "batch": batch, "size": size, "i": i, "pad": "x".repeat(200) }),
-                )
-                .unwrap()
-            })
-            .collect();
-        store
-            .append(&stream, ExpectedVersion::Any, events)
-            .await
-            .unwrap();
-        writeln!(stdout, "ack {batch}").unwrap();
-        stdout.flush().unwrap();
-    }
-}
-
-/// The grouped child: `GROUPED_TASKS` tasks append batches at once (so the writer
-/// commits them in groups), each printing `ack <batch>` after its append is
-/// acknowledged. Does nothing when run as an ordinary test.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_child_grouped() {
-    let Ok(path) = std::env::var(CRASH_CHILD_ENV) else {
-        return;
-    };
-    let first: u64 = std::env::var(CRASH_FIRST_BATCH_ENV)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (first, tasks) = (env_u64(CRASH_FIRST_BATCH_ENV), env_u64(CRASH_TASKS_ENV));
     let store = SqliteEventStore::open(&path).await.unwrap();
     let stdout = std::sync::Arc::new(std::sync::Mutex::new(std::io::stdout()));
-    let mut tasks = Vec::new();
-    for task in 0..GROUPED_TASKS {
+    let mut running = Vec::new();
+    for task in 0..tasks {
         let (store, stdout) = (store.clone(), stdout.clone());
-        tasks.push(tokio::spawn(async move {
+        running.push(tokio::spawn(async move {
             for k in 0.. {
-                let batch = first + k * GROUPED_TASKS + task;
+                let batch = first + k * tasks + task;
                 let stream = StreamId::new(format!("crash-{}", batch % 5)).unwrap();
                 let size = batch_size(batch);
                 let events = (0..size)
@@ -112,7 +84,7 @@ async fn crash_child_grouped() {
             }
         }));
     }
-    for task in tasks {
+    for task in running {
         task.await.unwrap();
     }
 }
@@ -122,17 +94,6 @@ async fn crash_child_grouped() {
 fn parse_ack(line: &str) -> Option<u64> {
     let (_, batch) = line.rsplit_once("ack ")?;
     Some(batch.trim().parse().unwrap())
-}
-
-fn spawn_child(path: &Path, first_batch: u64, child: &str) -> std::process::Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([child, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CRASH_CHILD_ENV, path)
-        .env(CRASH_FIRST_BATCH_ENV, first_batch.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
 }
 
 /// Batch number → events of it found in the store, checking every batch is whole.
@@ -164,19 +125,19 @@ async fn stored_batches(path: &Path) -> BTreeMap<u64, u64> {
 
 #[test]
 fn acknowledged_appends_survive_sigkill_and_batches_are_atomic() {
-    sigkill_rounds("crash_child", 1);
+    sigkill_rounds(1);
 }
 
 /// The same with `GROUPED_TASKS` concurrent appenders, whose appends the writer
 /// commits in groups: every acknowledged append survives, none is half-stored.
 #[test]
 fn acknowledged_grouped_appends_survive_sigkill_and_batches_are_atomic() {
-    sigkill_rounds("crash_child_grouped", GROUPED_TASKS as usize);
+    sigkill_rounds(GROUPED_TASKS);
 }
 
-/// `ROUNDS` rounds of: run `child`, SIGKILL it, check the file. `in_flight` is how
-/// many unacknowledged appends the child can have running when it dies.
-fn sigkill_rounds(child_name: &str, in_flight: usize) {
+/// `ROUNDS` rounds of: run the child with `tasks` appenders, SIGKILL it, check
+/// the file. Up to `tasks` unacknowledged appends can be running when it dies.
+fn sigkill_rounds(tasks: u64) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("crash.db");
@@ -184,36 +145,30 @@ fn sigkill_rounds(child_name: &str, in_flight: usize) {
 
     for round in 0..ROUNDS {
         let first_batch = round * 1_000_000;
-        let mut child = spawn_child(&path, first_batch, child_name);
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut child = Child::spawn(
+            "crash_child",
+            &[
+                (CRASH_CHILD_ENV, path.as_os_str()),
+                (CRASH_FIRST_BATCH_ENV, first_batch.to_string().as_ref()),
+                (CRASH_TASKS_ENV, tasks.to_string().as_ref()),
+            ],
+        );
         // Let a varying number of appends through, then kill at a varying moment.
         let acks_before_kill = 5 + (round * 13) % 60;
         let mut acked_this_round = 0;
         while acked_this_round < acks_before_kill {
-            let line = lines
-                .next()
-                .unwrap_or_else(|| panic!("round {round}: child exited early"))
-                .unwrap();
-            if let Some(batch) = parse_ack(&line) {
+            if let Some(batch) = parse_ack(&child.next_line(ACK_DEADLINE)) {
                 acknowledged.push(batch);
                 acked_this_round += 1;
             }
         }
         std::thread::sleep(Duration::from_micros((round * 397) % 3000));
-        child.kill().unwrap(); // SIGKILL
-        let status = child.wait().unwrap();
-        assert!(
-            !status.success(),
-            "round {round}: the child must die by the signal"
-        );
         // Acks printed before the kill are acknowledged appends too.
-        for line in lines {
-            if let Some(batch) = parse_ack(&line.unwrap()) {
+        for line in child.kill_and_collect() {
+            if let Some(batch) = parse_ack(&line) {
                 acknowledged.push(batch);
-                acked_this_round += 1;
             }
         }
-        assert!(acked_this_round >= acks_before_kill);
 
         let stored = runtime.block_on(stored_batches(&path));
         for batch in &acknowledged {
@@ -230,7 +185,7 @@ fn sigkill_rounds(child_name: &str, in_flight: usize) {
             .copied()
             .collect();
         assert!(
-            extra.len() <= (round as usize + 1) * in_flight,
+            extra.len() as u64 <= (round + 1) * tasks,
             "round {round}: unacknowledged batches stored: {extra:?}"
         );
     }

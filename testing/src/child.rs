@@ -57,6 +57,25 @@ impl Child {
         }
     }
 
+    /// The next line, waiting up to `within`; panics if none comes or the
+    /// child's output ends (it exited).
+    pub fn next_line(&self, within: Duration) -> String {
+        match self.lines.recv_timeout(within) {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("the child printed nothing within {within:?}")
+            }
+            Err(RecvTimeoutError::Disconnected) => panic!("the child exited early"),
+        }
+    }
+
+    /// SIGKILLs the child, reaps it, and returns every line it printed that was
+    /// not read yet: its whole output up to its death, nothing left in a pipe.
+    pub fn kill_and_collect(&mut self) -> Vec<String> {
+        self.kill();
+        self.lines.iter().collect()
+    }
+
     /// The lines printed since the last call, without waiting.
     pub fn drain(&self) -> Vec<String> {
         self.lines.try_iter().collect()

@@ -93,6 +93,25 @@ pub trait Backend: Send + Sync {
     }
 }
 
+/// Checks `request` against core's rules and `limits`, exactly as
+/// [`EventStore::commit`](crate::EventStore::commit) does before
+/// [`Backend::write`]: for a backend's own write paths (an append inside the
+/// caller's transaction), which must take only validated requests too.
+///
+/// ```
+/// use annals_core::{backend, AppendRequest, Capabilities, ExpectedVersion, NewEvent, StreamId};
+///
+/// let stream = StreamId::new("order-1")?;
+/// let request = AppendRequest::new().append(&stream, ExpectedVersion::NoStream, vec![NewEvent::new("Placed", "{}")]);
+/// let prepared = backend::prepare(request, &Capabilities::default())?;
+/// assert_eq!(prepared.event_count(), 1);
+/// assert!(backend::prepare(AppendRequest::new(), &Capabilities::default()).is_err());
+/// # Ok::<(), annals_core::Error>(())
+/// ```
+pub fn prepare(request: crate::AppendRequest, limits: &Capabilities) -> Result<PreparedAppend> {
+    request.prepare(limits)
+}
+
 /// Converts a version, position or limit to the `i64` SQL databases store.
 pub fn to_i64(value: u64, what: &str) -> Result<i64> {
     i64::try_from(value).map_err(|_| {

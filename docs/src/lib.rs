@@ -24,6 +24,10 @@ struct EventSourcing;
 struct Performance;
 
 #[cfg(doctest)]
+#[doc = include_str!("../outbox.md")]
+struct Outbox;
+
+#[cfg(doctest)]
 #[doc = include_str!("../backends/sqlite.md")]
 struct Sqlite;
 

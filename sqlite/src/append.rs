@@ -49,7 +49,7 @@ impl SqliteEventStore {
 }
 
 /// Runs a statement without results from the connection's statement cache.
-fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+pub(crate) fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
@@ -126,7 +126,7 @@ const RELEASE: &str = "RELEASE annals_append";
 /// One request inside its savepoint: its answer, and whether it wrote rows (which
 /// the group's `COMMIT` must make durable before it is acknowledged). An `Err` here
 /// means the savepoint itself failed: the transaction is unusable.
-fn one_member(
+pub(crate) fn one_member(
     conn: &Connection,
     append: &PreparedAppend,
 ) -> rusqlite::Result<Result<(Committed, bool)>> {

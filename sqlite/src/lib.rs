@@ -95,6 +95,7 @@ mod error;
 mod lease;
 mod open;
 mod options;
+mod outbox;
 mod read;
 mod readers;
 mod row;
@@ -108,6 +109,10 @@ pub use checkpoint::SqliteCheckpoints;
 pub use lease::SqliteLeases;
 pub use open::{OpenError, SqliteEventStore};
 pub use options::{SqliteOptions, Synchronous};
+/// The rusqlite this crate uses, re-exported for
+/// [`SqliteEventStore::commit_with`] and [`SqliteEventStore::write_with`], whose
+/// work runs on the store's rusqlite writer connection.
+pub use rusqlite;
 /// The sqlx this crate uses, re-exported for [`SqliteCheckpoints::save_in`] and
 /// [`SqliteEventStore::reader_pool`], so you use the same version.
 pub use sqlx;

@@ -18,6 +18,15 @@ fn _assert_send(
     is_send(SqliteOptions::open(options));
     is_send(SqliteEventStore::close(store));
     is_send(SqliteEventStore::backup_to(store, "backup.db"));
+    is_send(SqliteEventStore::commit_with(
+        store,
+        crate::AppendRequest::new(),
+        |_: &rusqlite::Connection| Ok::<(), crate::Error>(()),
+    ));
+    is_send(SqliteEventStore::write_with(
+        store,
+        |_: &rusqlite::Connection| Ok::<(), crate::Error>(()),
+    ));
     is_send(SqliteCheckpoints::save_in(
         &store.checkpoints(),
         conn,

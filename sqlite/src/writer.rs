@@ -86,8 +86,19 @@ enum Job {
         deadline: Instant,
         turn: Option<PoolConnection<Sqlite>>,
     },
+    /// The caller's own work on the writer connection (see `outbox.rs`): it
+    /// opens, ends and answers its transaction itself.
+    Work {
+        run: Work,
+        deadline: Instant,
+        turn: Option<PoolConnection<Sqlite>>,
+    },
     Close(oneshot::Sender<()>),
 }
+
+/// The caller's work, given the writer connection, or why it cannot have it
+/// (waited past the acquire timeout, the connection could not be opened).
+pub(crate) type Work = Box<dyn for<'c> FnOnce(Result<&'c mut Connection>) + Send>;
 
 /// The store's writer: the channel to its thread.
 #[derive(Debug)]
@@ -105,6 +116,7 @@ impl std::fmt::Debug for Job {
         f.write_str(match self {
             Job::Append(_) => "Job::Append",
             Job::Snapshot { .. } => "Job::Snapshot",
+            Job::Work { .. } => "Job::Work",
             Job::Close(_) => "Job::Close",
         })
     }
@@ -234,6 +246,19 @@ impl Writer {
         answer.await.map_err(|_| closed())?
     }
 
+    /// Runs `run` on the writer connection, in turn with every other write (or
+    /// hands it the error: waited longer than the acquire timeout, no connection).
+    pub(crate) async fn work(&self, run: Work) -> Result<()> {
+        let turn = self.turn().await?;
+        self.jobs
+            .send(Job::Work {
+                run,
+                deadline: Instant::now() + self.timeout,
+                turn,
+            })
+            .map_err(|_| closed())
+    }
+
     /// Runs the writes queued so far, then closes the writer connection and stops
     /// the thread; later writes fail.
     pub(crate) async fn close(&self) {
@@ -314,6 +339,30 @@ fn run(settings: &Settings, mut conn: Option<Connection>, mut jobs: mpsc::Unboun
                         with_conn(settings, &mut conn, |c| snapshot(c, &write))
                     };
                     let _ = reply.send(result);
+                }
+                settings.release(turn);
+            }
+            Job::Work {
+                run,
+                deadline,
+                turn,
+            } => {
+                if Instant::now() > deadline {
+                    run(Err(Error::Timeout(settings.acquire_timeout)));
+                } else {
+                    match connection(settings, &mut conn) {
+                        Ok(c) => {
+                            run(Ok(&mut *c));
+                            if !c.is_autocommit() {
+                                // Left inside a transaction: closing rolls it back.
+                                conn = None;
+                            }
+                        }
+                        Err(e) => run(Err(Error::backend(
+                            "opening the writer connection",
+                            e.to_string(),
+                        ))),
+                    }
                 }
                 settings.release(turn);
             }

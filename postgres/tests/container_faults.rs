@@ -352,9 +352,15 @@ async fn paused_server_times_out_within_bound_and_retry_is_idempotent() {
             .await;
             (version, events, result, call.elapsed())
         } else {
+            // The writer says when its first append is acknowledged: the pause
+            // must come after that (on a busy machine the writer can take longer
+            // than any fixed delay to get going, and a pause before its first
+            // call would leave it waiting for a server nobody unpauses).
+            let (running, first_ack) = tokio::sync::oneshot::channel::<()>();
             let writer = {
                 let (store, stream) = (Arc::clone(&store), stream.clone());
                 tokio::spawn(async move {
+                    let mut running = Some(running);
                     let mut acked = Vec::new();
                     let mut version = version_when_reachable(&store, &stream).await;
                     let mut i = 0;
@@ -371,13 +377,20 @@ async fn paused_server_times_out_within_bound_and_retry_is_idempotent() {
                             Ok(Ok(r)) => {
                                 version = r.version;
                                 acked.push((events, r.version));
+                                if let Some(running) = running.take() {
+                                    let _ = running.send(());
+                                }
                             }
                             other => return (acked, version, events, other, call.elapsed()),
                         }
                     }
                 })
             };
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::timeout(Duration::from_secs(120), first_ack)
+                .await
+                .expect("the writer's first append within 120 s")
+                .expect("the writer reports its first append");
+            tokio::time::sleep(Duration::from_millis(50)).await;
             pause(&id);
             let (acked, version, events, result, took) = writer.await.unwrap();
             for (events, v) in acked {

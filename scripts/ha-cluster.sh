@@ -35,7 +35,7 @@
 #   urls            print the connection URLs
 #
 # Tuning (the failover budget; see the docs for the trade-off):
-#   ANNALS_HA_TTL (default 10), ANNALS_HA_LOOP_WAIT (1), ANNALS_HA_RETRY_TIMEOUT (4)
+#   ANNALS_HA_TTL (default 7), ANNALS_HA_LOOP_WAIT (1), ANNALS_HA_RETRY_TIMEOUT (3)
 #   ANNALS_HA_STRICT (default 1: synchronous_mode_strict; 0 lets a primary without
 #   a synchronous standby acknowledge commits alone)
 set -euo pipefail
@@ -45,9 +45,9 @@ PG_BIN=${ANNALS_HA_PG_BIN:-/usr/lib/postgresql/15/bin}
 # etcd's data on tmpfs: on this 2-core machine, shared with compiles, etcd's fsyncs
 # on the root disk made Patroni's DCS requests time out (retry_timeout is 4 s).
 ETCD_DIR=${ANNALS_HA_ETCD_DIR:-/dev/shm/annals-ha-etcd}
-TTL=${ANNALS_HA_TTL:-10}
+TTL=${ANNALS_HA_TTL:-7}
 LOOP_WAIT=${ANNALS_HA_LOOP_WAIT:-1}
-RETRY_TIMEOUT=${ANNALS_HA_RETRY_TIMEOUT:-4}
+RETRY_TIMEOUT=${ANNALS_HA_RETRY_TIMEOUT:-3}
 STRICT=$([ "${ANNALS_HA_STRICT:-1}" = 1 ] && echo true || echo false)
 SCOPE=annals-ha
 NODES=(node1 node2 node3)

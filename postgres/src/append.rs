@@ -29,7 +29,7 @@ use annals_core::{
     backend::from_i64, Committed, Decision, EventId, ExpectedVersion, Position, PreparedAppend,
     PreparedPart, RecordedEvent, Result, StreamId, Version,
 };
-use sqlx::{pool::PoolConnection, postgres::PgRow, Connection, PgConnection, Postgres, Row};
+use sqlx::{postgres::PgRow, PgConnection, Row};
 
 use crate::{
     error::{classify_write, WriteFailure},
@@ -225,6 +225,7 @@ impl PostgresEventStore {
             // The common case — one command, one event — binds plain values: no
             // arrays to build, encode and unnest.
             ([event], [metadata]) => sqlx::query(inner.queries.append_one())
+                .persistent(inner.prepared())
                 .bind(stream.as_str())
                 .bind(min)
                 .bind(max)
@@ -234,6 +235,7 @@ impl PostgresEventStore {
                 .bind(event.payload.as_slice())
                 .bind(metadata.as_str()),
             _ => sqlx::query(inner.queries.append())
+                .persistent(inner.prepared())
                 .bind(stream.as_str())
                 .bind(min)
                 .bind(max)
@@ -258,13 +260,12 @@ impl PostgresEventStore {
                 )
                 .bind(metadata),
         };
-        let mut conn = self.write_connection().await?;
-        let rows = match conn.get() {
-            Some(pooled) => query.fetch_all(pooled).await,
-            None => Err(sqlx::Error::PoolClosed),
+        let mut session = inner.write_session(false).await?;
+        let rows = match session.conn() {
+            Ok(conn) => query.fetch_all(conn).await,
+            Err(e) => Err(e),
         };
-        conn.finished();
-        let rows = match rows {
+        let rows = match session.finish(rows).await {
             Ok(rows) => rows,
             Err(err) => {
                 return match classify_write(err, inner.options.operation_timeout) {
@@ -420,19 +421,26 @@ impl PostgresEventStore {
         guard_ids: &[sqlx::types::Uuid],
     ) -> Result<Many> {
         let inner = self.inner();
-        let mut conn = self.write_connection().await?;
-        let result = match conn.get() {
-            Some(pooled) => {
-                if guard_ids.is_empty() {
-                    self.many_statement(pooled, streams, lo, hi, rows).await
-                } else {
-                    self.many_in_transaction(pooled, streams, lo, hi, rows, guard_ids)
-                        .await
-                }
+        // Guard rows are deleted before COMMIT: those appends need a transaction.
+        let mut session = inner.write_session(!guard_ids.is_empty()).await?;
+        let result = match session.conn() {
+            Ok(conn) => {
+                self.many_statement(conn, streams, lo, hi, rows, guard_ids)
+                    .await
             }
-            None => Err(sqlx::Error::PoolClosed),
+            Err(e) => Err(e),
         };
-        conn.finished();
+        let result = match result {
+            // Refused: nothing to keep. A failed rollback only closes the
+            // connection.
+            Ok(found) if found.1.is_empty() => {
+                if let Err(e) = session.end(false).await {
+                    tracing::debug!(error = %e, "rolling back a refused append failed");
+                }
+                Ok(found)
+            }
+            other => session.finish(other).await,
+        };
         let result = match result {
             Ok(result) => result,
             Err(err) => {
@@ -458,7 +466,11 @@ impl PostgresEventStore {
         Ok(Many::Done(versions, positions))
     }
 
-    async fn many_in_transaction(
+    /// Runs the multi-stream statement: `(stream, version)` of every checked
+    /// stream and the positions of the inserted rows (none when refused); then,
+    /// if it wrote, deletes the guard rows (the caller's session is a
+    /// transaction when there are any, and commits or rolls back).
+    async fn many_statement(
         &self,
         conn: &mut PgConnection,
         streams: &[&str],
@@ -467,45 +479,9 @@ impl PostgresEventStore {
         rows: &Rows<'_>,
         guard_ids: &[sqlx::types::Uuid],
     ) -> sqlx::Result<(Vec<(String, i64)>, Vec<i64>)> {
-        let mut tx = conn.begin().await?;
-        let outcome = async {
-            let (versions, positions) = self.many_statement(&mut tx, streams, lo, hi, rows).await?;
-            if !positions.is_empty() {
-                sqlx::query(self.inner().queries.delete_guards())
-                    .bind(guard_ids)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            Ok::<_, sqlx::Error>((versions, positions))
-        }
-        .await;
-        match outcome {
-            Ok(found) if !found.1.is_empty() => {
-                tx.commit().await?;
-                Ok(found)
-            }
-            other => {
-                // Nothing (or nothing to keep) was written: end the transaction. A
-                // failed rollback leaves the connection to sqlx, which discards it.
-                if let Err(e) = tx.rollback().await {
-                    tracing::debug!(error = %e, "rolling back a refused append failed");
-                }
-                other
-            }
-        }
-    }
-
-    /// Runs the multi-stream statement: `(stream, version)` of every checked
-    /// stream and the positions of the inserted rows (none when refused).
-    async fn many_statement(
-        &self,
-        conn: &mut PgConnection,
-        streams: &[&str],
-        lo: &[i64],
-        hi: &[i64],
-        rows: &Rows<'_>,
-    ) -> sqlx::Result<(Vec<(String, i64)>, Vec<i64>)> {
-        let result: Vec<PgRow> = sqlx::query(self.inner().queries.append_many())
+        let inner = self.inner();
+        let result: Vec<PgRow> = sqlx::query(inner.queries.append_many())
+            .persistent(inner.prepared())
             .bind(streams)
             .bind(lo)
             .bind(hi)
@@ -517,7 +493,7 @@ impl PostgresEventStore {
             .bind(&rows.content_type)
             .bind(&rows.payload)
             .bind(&rows.metadata)
-            .fetch_all(conn)
+            .fetch_all(&mut *conn)
             .await?;
         let mut versions = Vec::with_capacity(streams.len());
         let mut positions = Vec::with_capacity(rows.stream.len());
@@ -527,30 +503,36 @@ impl PostgresEventStore {
                 None => positions.push(row.try_get::<i64, _>(2)?),
             }
         }
+        if !positions.is_empty() && !guard_ids.is_empty() {
+            sqlx::query(inner.queries.delete_guards())
+                .persistent(inner.prepared())
+                .bind(guard_ids)
+                .execute(&mut *conn)
+                .await?;
+        }
         Ok((versions, positions))
-    }
-
-    /// A pooled connection for one write, closed instead of reused if the write
-    /// is abandoned mid-statement.
-    async fn write_connection(&self) -> Result<AbandonGuard> {
-        let inner = self.inner();
-        let conn = inner
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| inner.map_err(e, "appending events"))?;
-        Ok(AbandonGuard(Some(conn)))
     }
 
     /// The stored events that have one of the request's ids.
     async fn events_by_ids(&self, append: &PreparedAppend) -> Result<Vec<RecordedEvent>> {
         let inner = self.inner();
         let ids: Vec<sqlx::types::Uuid> = append.event_ids().map(|id| *id.as_uuid()).collect();
-        let rows = sqlx::query(inner.queries.events_by_ids())
-            .bind(ids)
-            .fetch_all(&inner.pool)
+        let doing = "looking up event ids";
+        let mut session = inner.session(doing).await?;
+        let rows = match session.conn() {
+            Ok(conn) => {
+                sqlx::query(inner.queries.events_by_ids())
+                    .persistent(inner.prepared())
+                    .bind(ids)
+                    .fetch_all(conn)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let rows = session
+            .finish(rows)
             .await
-            .map_err(|e| inner.map_err(e, "looking up event ids"))?;
+            .map_err(|e| inner.map_err(e, doing))?;
         let mut streams = StreamCache::default();
         rows.iter()
             .map(|row| decode_event(row, &mut streams))
@@ -561,11 +543,22 @@ impl PostgresEventStore {
     async fn stream_versions(&self, streams: &[&StreamId]) -> Result<HashMap<String, Version>> {
         let inner = self.inner();
         let names: Vec<&str> = streams.iter().map(|s| s.as_str()).collect();
-        let rows = sqlx::query(inner.queries.stream_versions())
-            .bind(names)
-            .fetch_all(&inner.pool)
+        let doing = "reading stream versions";
+        let mut session = inner.session(doing).await?;
+        let rows = match session.conn() {
+            Ok(conn) => {
+                sqlx::query(inner.queries.stream_versions())
+                    .persistent(inner.prepared())
+                    .bind(names)
+                    .fetch_all(conn)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let rows = session
+            .finish(rows)
             .await
-            .map_err(|e| inner.map_err(e, "reading stream versions"))?;
+            .map_err(|e| inner.map_err(e, doing))?;
         rows.iter()
             .map(|row| {
                 let stream: String = row
@@ -587,33 +580,6 @@ fn version_in(versions: &HashMap<String, Version>, stream: &StreamId) -> Version
         .get(stream.as_str())
         .copied()
         .unwrap_or(Version::ZERO)
-}
-
-/// A pooled connection running a write. If the write future is dropped before
-/// the write finished (a client-side timeout, a cancelled task), the server may
-/// still be running it, or hold its transaction open; the connection is then
-/// closed instead of going back to the pool, where the next caller would wait
-/// behind the abandoned work (closing it also ends its transaction).
-struct AbandonGuard(Option<PoolConnection<Postgres>>);
-
-impl AbandonGuard {
-    fn get(&mut self) -> Option<&mut PgConnection> {
-        self.0.as_deref_mut()
-    }
-
-    /// The write finished (either way): the connection may be reused.
-    fn finished(mut self) {
-        drop(self.0.take());
-    }
-}
-
-impl Drop for AbandonGuard {
-    fn drop(&mut self) {
-        if let Some(conn) = self.0.take() {
-            tracing::debug!("closing a connection whose write was abandoned mid-statement");
-            drop(conn.detach());
-        }
-    }
 }
 
 #[cfg(test)]

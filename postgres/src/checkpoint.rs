@@ -80,6 +80,7 @@ impl PostgresCheckpoints {
             let inner = self.store.inner();
             bounded(inner.options.operation_timeout, async {
                 sqlx::query(sqlx::AssertSqlSafe(self.save.as_str()))
+                    .persistent(inner.prepared())
                     .bind(name)
                     .bind(position)
                     .execute(conn)
@@ -99,11 +100,22 @@ impl CheckpointStore for PostgresCheckpoints {
             check_checkpoint_name(name)?;
             let inner = self.store.inner();
             let saved: Option<i64> = bounded(inner.options.operation_timeout, async {
-                sqlx::query_scalar(sqlx::AssertSqlSafe(self.load.as_str()))
-                    .bind(name)
-                    .fetch_optional(&inner.pool)
+                let doing = "loading a checkpoint";
+                let mut session = inner.session(doing).await?;
+                let saved = match session.conn() {
+                    Ok(conn) => {
+                        sqlx::query_scalar(sqlx::AssertSqlSafe(self.load.as_str()))
+                            .persistent(inner.prepared())
+                            .bind(name)
+                            .fetch_optional(conn)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
+                session
+                    .finish(saved)
                     .await
-                    .map_err(|e| inner.map_err(e, "loading a checkpoint"))
+                    .map_err(|e| inner.map_err(e, doing))
             })
             .await?;
             saved
@@ -116,15 +128,15 @@ impl CheckpointStore for PostgresCheckpoints {
         traced(ConsumeOp::CheckpointSave, "postgres", name, async move {
             check_checkpoint_name(name)?;
             let inner = self.store.inner();
-            let mut conn = bounded(inner.options.acquire_timeout, async {
-                inner
-                    .pool
-                    .acquire()
-                    .await
-                    .map_err(|e| inner.map_err(e, "saving a checkpoint"))
-            })
-            .await?;
-            self.save_in(&mut conn, name, position).await
+            let doing = "saving a checkpoint";
+            let mut session = bounded(inner.options.acquire_timeout, inner.session(doing)).await?;
+            let conn = session.conn().map_err(|e| inner.map_err(e, doing))?;
+            let saved = self.save_in(conn, name, position).await;
+            let ended = session
+                .end(saved.is_ok())
+                .await
+                .map_err(|e| inner.map_err(e, doing));
+            saved.and(ended)
         })
     }
 
@@ -133,11 +145,22 @@ impl CheckpointStore for PostgresCheckpoints {
             check_checkpoint_name(name)?;
             let inner = self.store.inner();
             bounded(inner.options.operation_timeout, async {
-                sqlx::query(sqlx::AssertSqlSafe(self.reset.as_str()))
-                    .bind(name)
-                    .execute(&inner.pool)
+                let doing = "resetting a checkpoint";
+                let mut session = inner.session(doing).await?;
+                let reset = match session.conn() {
+                    Ok(conn) => {
+                        sqlx::query(sqlx::AssertSqlSafe(self.reset.as_str()))
+                            .persistent(inner.prepared())
+                            .bind(name)
+                            .execute(conn)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
+                session
+                    .finish(reset)
                     .await
-                    .map_err(|e| inner.map_err(e, "resetting a checkpoint"))?;
+                    .map_err(|e| inner.map_err(e, doing))?;
                 Ok(())
             })
             .await

@@ -12,6 +12,7 @@ use crate::{
     error::{self, bounded},
     notify::Notifications,
     options::quote_ident,
+    session::{Session, SessionMode},
     sql::Queries,
     Error, PostgresOptions,
 };
@@ -24,7 +25,11 @@ const MIGRATION_LOCK_CLASS: i32 = 0x616e_6e6d;
 /// Build it with [`connect`](PostgresEventStore::connect) /
 /// [`connect_with`](PostgresEventStore::connect_with) (the store owns its pool) or
 /// [`from_pool`](PostgresEventStore::from_pool) (share your application's pool).
-/// Either way the store's schema is created and migrated first.
+/// Either way the store's schema is created and migrated first (unless
+/// [`PostgresOptions::migrate`] is off).
+///
+/// [`with_read_replica`](PostgresEventStore::with_read_replica) makes a store
+/// that reads the log and streams from a hot standby and writes to the primary.
 ///
 /// ```no_run
 /// use annals_postgres::{PostgresEventStore, PostgresOptions};
@@ -43,7 +48,16 @@ pub struct PostgresEventStore {
 }
 
 pub(crate) struct Inner {
+    /// The primary: appends, snapshots, checkpoints and the reads that must see
+    /// this store's own writes.
     pub(crate) pool: PgPool,
+    /// Where `read_all` and `read_stream` run: the primary's pool, or a replica's
+    /// ([`PostgresEventStore::with_read_replica`]).
+    pub(crate) read_pool: PgPool,
+    /// Whether `read_pool` is a replica's.
+    pub(crate) replica: bool,
+    /// How calls get their connection (see `session.rs`).
+    pub(crate) mode: SessionMode,
     pub(crate) queries: Queries,
     pub(crate) schema: String,
     pub(crate) options: PostgresOptions,
@@ -64,6 +78,34 @@ impl Inner {
                 .unwrap_or(self.options.operation_timeout),
         };
         error::map(err, doing, bound)
+    }
+
+    /// Whether statements are named and cached ([`PostgresOptions::prepared_statements`]).
+    pub(crate) fn prepared(&self) -> bool {
+        self.options.prepared_statements
+    }
+
+    /// A connection to the primary for one read or small write.
+    pub(crate) async fn session(&self, doing: &str) -> Result<Session> {
+        Session::start(&self.pool, &self.mode, false, false)
+            .await
+            .map_err(|e| self.map_err(e, doing))
+    }
+
+    /// A connection to the primary for one append, closed if the append is
+    /// abandoned; in a transaction if `transaction` (or if every call is).
+    pub(crate) async fn write_session(&self, transaction: bool) -> Result<Session> {
+        Session::start(&self.pool, &self.mode, transaction, true)
+            .await
+            .map_err(|e| self.map_err(e, "appending events"))
+    }
+
+    /// A connection for one page of `read_all` / `read_stream`: to the replica,
+    /// if the store has one.
+    pub(crate) async fn read_session(&self, doing: &str) -> Result<Session> {
+        Session::start(&self.read_pool, &self.mode, false, false)
+            .await
+            .map_err(|e| self.map_err(e, doing))
     }
 }
 
@@ -117,14 +159,9 @@ impl PostgresEventStore {
         if let Some(name) = &options.application_name {
             connect = connect.application_name(name);
         }
-        if let Some(timeout) = options.statement_timeout {
-            connect = connect.options([("statement_timeout", format!("{}", timeout.as_millis()))]);
-        }
-        let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections)
-            .acquire_timeout(options.acquire_timeout)
-            .connect_lazy_with(connect);
-        Self::from_pool_with(pool, options).await
+        let pool = build_pool(connect, &options);
+        let local_timeout = local_statement_timeout(&options);
+        Self::build(pool, options, local_timeout).await
     }
 
     /// Uses an existing pool with the default options (schema `annals`).
@@ -135,28 +172,135 @@ impl PostgresEventStore {
     /// Uses an existing pool with `options`. Pool-level options (size, acquire
     /// timeout, statement timeout, application name) are the pool's own.
     pub async fn from_pool_with(pool: PgPool, options: PostgresOptions) -> Result<Self> {
+        Self::build(pool, options, None).await
+    }
+
+    async fn build(
+        pool: PgPool,
+        options: PostgresOptions,
+        local_timeout_ms: Option<u128>,
+    ) -> Result<Self> {
         options.validate()?;
         let schema = options.schema.clone();
-        let notifications = Arc::new(Notifications::new(&schema, options.notifications));
+        let notifications = Arc::new(Notifications::new(
+            &schema,
+            options.notifications,
+            options.prepared_statements,
+        ));
         let inner = Inner {
             queries: Queries::new(&schema),
+            read_pool: pool.clone(),
             pool,
+            replica: false,
+            mode: SessionMode::new(!options.prepared_statements, local_timeout_ms),
             schema,
             options,
             signal: annals_core::consume::AppendSignal::new(),
             notifications,
         };
         let timeout = inner.options.operation_timeout;
-        bounded(timeout, migrate(&inner)).await?;
+        if inner.options.migrate {
+            bounded(timeout, migrate(&inner)).await?;
+        } else {
+            bounded(timeout, check_migrated(&inner, &inner.pool, "the primary")).await?;
+        }
         tracing::debug!(schema = %inner.schema, "annals-postgres store ready");
         Ok(PostgresEventStore {
             inner: Arc::new(inner),
         })
     }
 
-    /// The pool the store uses (for your own queries or to close it).
+    /// This store, reading the log and streams from a hot standby: `replica` is
+    /// a pool of connections to it (e.g. HAProxy's replica port).
+    ///
+    /// On the replica: [`read_all`](crate::EventStore::read_all),
+    /// [`read_stream`](crate::EventStore::read_stream), and with them
+    /// subscriptions, projections and catch-up readers. They stay gap-safe on a
+    /// standby (docs/operations/high-availability.md, "Reads from replicas"), and
+    /// see the primary's appends after the replication lag.
+    ///
+    /// On the primary, because they must see this store's own writes:
+    /// appends (with their idempotency and conflict checks),
+    /// [`stream_version`](crate::EventStore::stream_version),
+    /// [`get_event`](crate::EventStore::get_event), snapshots, checkpoints,
+    /// leases and `NOTIFY`/`LISTEN`. Code that loads an aggregate with
+    /// `read_stream` and appends with [`ExpectedVersion::Exact`](crate::ExpectedVersion)
+    /// reads from the replica, so a lagging replica shows up as a
+    /// [`Conflict`](Error::Conflict) (nothing is lost; reload and retry): use a
+    /// store without a replica for command handling that must not see that.
+    ///
+    /// The replica's schema must be migrated (through the primary: it
+    /// replicates), which is checked here; errors as for
+    /// [`migrate(false)`](PostgresOptions::migrate). Pool settings are the
+    /// pool's own. The returned store shares the primary's pool with `self`.
+    ///
+    /// ```no_run
+    /// use annals_postgres::{sqlx::PgPool, PostgresEventStore, PostgresOptions};
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = PostgresEventStore::connect_with(
+    ///     "postgres://app:pw@127.0.0.1:5440/app",
+    ///     PostgresOptions::new().schema("orders"),
+    /// )
+    /// .await?
+    /// .with_read_replica(PgPool::connect_lazy("postgres://app:pw@127.0.0.1:5439/app")?)
+    /// .await?;
+    /// # drop(store); Ok(()) }
+    /// ```
+    pub async fn with_read_replica(self, replica: PgPool) -> Result<Self> {
+        let inner = &self.inner;
+        let timeout = inner.options.operation_timeout;
+        bounded(timeout, check_migrated(inner, &replica, "the read replica")).await?;
+        let inner = Inner {
+            pool: inner.pool.clone(),
+            read_pool: replica,
+            replica: true,
+            mode: inner.mode.clone(),
+            queries: Queries::new(&inner.schema),
+            schema: inner.schema.clone(),
+            options: inner.options.clone(),
+            signal: inner.signal.clone(),
+            notifications: Arc::clone(&inner.notifications),
+        };
+        Ok(PostgresEventStore {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// [`with_read_replica`](PostgresEventStore::with_read_replica) with a pool
+    /// the store builds for `url`, with this store's pool settings
+    /// ([`max_connections`](PostgresOptions::max_connections),
+    /// [`acquire_timeout`](PostgresOptions::acquire_timeout),
+    /// [`statement_timeout`](PostgresOptions::statement_timeout),
+    /// [`application_name`](PostgresOptions::application_name)).
+    ///
+    /// Errors: [`Error::InvalidInput`] for a URL that cannot be parsed (it is
+    /// never shown) or a replica whose schema is not migrated.
+    pub async fn with_read_replica_url(self, url: &str) -> Result<Self> {
+        let mut connect = PgConnectOptions::from_str(url).map_err(|_| bad_url())?;
+        if let Some(name) = &self.inner.options.application_name {
+            connect = connect.application_name(name);
+        }
+        let pool = build_pool(connect, &self.inner.options);
+        self.with_read_replica(pool).await
+    }
+
+    /// Whether `read_all` and `read_stream` go to a read replica
+    /// ([`with_read_replica`](PostgresEventStore::with_read_replica)).
+    pub fn reads_from_replica(&self) -> bool {
+        self.inner.replica
+    }
+
+    /// The pool the store uses (for your own queries or to close it); with a
+    /// read replica, the primary's.
     pub fn pool(&self) -> &PgPool {
         &self.inner.pool
+    }
+
+    /// The pool `read_all` and `read_stream` use: the replica's, or the same as
+    /// [`pool`](PostgresEventStore::pool).
+    pub fn read_pool(&self) -> &PgPool {
+        &self.inner.read_pool
     }
 
     /// The schema the store's tables live in.
@@ -176,6 +320,102 @@ impl PostgresEventStore {
     /// The client-side bound on one call.
     pub(crate) fn timeout(&self) -> Duration {
         self.inner.options.operation_timeout
+    }
+}
+
+/// The pool a store builds for `connect` with `options`' pool settings. The
+/// `statement_timeout` goes into the `options` startup parameter, except without
+/// named prepared statements (behind a transaction-mode pooler, which refuses
+/// or drops it): then each call sets it with `SET LOCAL`.
+fn build_pool(mut connect: PgConnectOptions, options: &PostgresOptions) -> PgPool {
+    if options.prepared_statements {
+        if let Some(timeout) = options.statement_timeout {
+            connect = connect.options([("statement_timeout", format!("{}", timeout.as_millis()))]);
+        }
+    }
+    PgPoolOptions::new()
+        .max_connections(options.max_connections)
+        .acquire_timeout(options.acquire_timeout)
+        .connect_lazy_with(connect)
+}
+
+/// The `statement_timeout` each call's transaction sets, for a pool the store
+/// built without named prepared statements.
+fn local_statement_timeout(options: &PostgresOptions) -> Option<u128> {
+    if options.prepared_statements {
+        None
+    } else {
+        options.statement_timeout.map(|t| t.as_millis().max(1))
+    }
+}
+
+/// The newest embedded migration.
+fn expected_migration() -> i64 {
+    sqlx::migrate!("../migrations/postgres")
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0)
+}
+
+/// With [`PostgresOptions::migrate`] off: checks that `pool`'s database has the
+/// schema with every embedded migration applied.
+async fn check_migrated(inner: &Inner, pool: &PgPool, server: &str) -> Result<()> {
+    let expected = expected_migration();
+    let schema = &inner.schema;
+    let not_migrated = |found: &str| {
+        Error::invalid_input(format!(
+            "the annals schema `{schema}` on {server} is not migrated ({found}; this version \
+             of annals needs migration {expected}); connecting with \
+             PostgresOptions::migrate(false) does not migrate: connect a store with \
+             migrate(true) (the default) through a direct connection to the primary first \
+             (not through a transaction-mode pooler, not to a replica)"
+        ))
+    };
+    let sql = format!(
+        "SELECT max(version) FROM {}._sqlx_migrations WHERE success",
+        quote_ident(schema)
+    );
+    let doing = "checking the annals schema's migrations";
+    let mut session = Session::start(pool, &inner.mode, false, false)
+        .await
+        .map_err(|e| inner.map_err(e, doing))?;
+    let found = match session.conn() {
+        Ok(conn) => {
+            sqlx::query_scalar::<_, Option<i64>>(AssertSqlSafe(sql))
+                .persistent(false)
+                .fetch_one(conn)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    let found = match session.finish(found).await {
+        Ok(found) => found,
+        // undefined_table, invalid_schema_name: nothing was ever migrated here.
+        Err(sqlx::Error::Database(db))
+            if matches!(db.code().as_deref(), Some("42P01" | "3F000")) =>
+        {
+            return Err(not_migrated(
+                "the schema or its migration table does not exist",
+            ));
+        }
+        Err(e) => return Err(inner.map_err(e, doing)),
+    };
+    match found {
+        Some(version) if version >= expected => {
+            if version > expected {
+                tracing::warn!(
+                    schema = %schema,
+                    applied = version,
+                    expected,
+                    "the annals schema has migrations newer than this version of annals"
+                );
+            }
+            Ok(())
+        }
+        Some(version) => Err(not_migrated(&format!("its newest migration is {version}"))),
+        None => Err(not_migrated("no migration was applied")),
     }
 }
 

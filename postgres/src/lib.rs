@@ -84,6 +84,14 @@
 //! `statement_timeout`; both surface as [`Error::Timeout`], so a frozen server
 //! cannot hang a caller.
 //!
+//! **Poolers and replicas.** Behind PgBouncer in transaction mode, use
+//! [`PostgresOptions::transaction_pooler`] (unnamed statements, each call in its
+//! own transaction, no migration on connect, no `LISTEN`) and migrate once
+//! through a direct connection. [`PostgresEventStore::with_read_replica`] sends
+//! `read_all`, `read_stream` and subscriptions to a hot standby (gap-safe there
+//! too) and keeps appends and the reads that must see them on the primary. See
+//! `docs/operations/high-availability.md`.
+//!
 //! **Schema.** `events` (position, event id, stream id, version, type, content
 //! type, `bytea` payload, `jsonb` metadata, `timestamptz` recorded_at) and
 //! `snapshots` (one per stream, newest wins), created by the
@@ -100,6 +108,7 @@ mod options;
 mod read;
 mod row;
 mod send;
+mod session;
 mod snapshot;
 mod sql;
 mod store;

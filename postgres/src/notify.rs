@@ -41,6 +41,9 @@ const MAX_CHANNEL: usize = 63;
 #[derive(Debug)]
 pub(crate) struct Notifications {
     enabled: bool,
+    /// Named prepared statements ([`crate::PostgresOptions::prepared_statements`]);
+    /// without them, `NOTIFY` runs in a transaction of its own (see `session.rs`).
+    prepared: bool,
     channel: String,
     /// Identifies this store's own notifications, which its listener skips
     /// (core already notified the signal for them).
@@ -54,10 +57,11 @@ pub(crate) struct Notifications {
 }
 
 impl Notifications {
-    pub(crate) fn new(schema: &str, enabled: bool) -> Self {
+    pub(crate) fn new(schema: &str, enabled: bool, prepared: bool) -> Self {
         let token = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
         Self {
             enabled,
+            prepared,
             channel: channel(schema),
             token: format!("{token:016x}"),
             pending: AtomicBool::new(false),
@@ -100,11 +104,21 @@ impl Notifications {
     }
 
     async fn send(&self, pool: &PgPool) {
-        let sent = sqlx::query("SELECT pg_notify($1, $2)")
+        let notify = sqlx::query("SELECT pg_notify($1, $2)")
+            .persistent(self.prepared)
             .bind(&self.channel)
-            .bind(&self.token)
-            .execute(pool)
-            .await;
+            .bind(&self.token);
+        let sent = if self.prepared {
+            notify.execute(pool).await.map(drop)
+        } else {
+            match pool.begin().await {
+                Ok(mut tx) => match notify.execute(&mut *tx).await {
+                    Ok(_) => tx.commit().await,
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            }
+        };
         if let Err(error) = sent {
             // A hint lost: subscribers elsewhere find the events at their next poll.
             tracing::debug!(%error, channel = %self.channel, "annals-postgres: NOTIFY failed");

@@ -36,6 +36,8 @@ pub struct PostgresOptions {
     pub(crate) page_size: u32,
     pub(crate) application_name: Option<String>,
     pub(crate) notifications: bool,
+    pub(crate) prepared_statements: bool,
+    pub(crate) migrate: bool,
 }
 
 impl Default for PostgresOptions {
@@ -50,6 +52,8 @@ impl Default for PostgresOptions {
             page_size: Self::DEFAULT_PAGE_SIZE,
             application_name: None,
             notifications: true,
+            prepared_statements: true,
+            migrate: true,
         }
     }
 }
@@ -123,6 +127,11 @@ impl PostgresOptions {
     /// Server-side `statement_timeout` set on every connection the store opens
     /// (default 25 s; `None` keeps the server's setting). A statement cancelled by it
     /// is [`Error::Timeout`]. Only used when the store builds its own pool.
+    ///
+    /// It is sent as the `options` startup parameter, or, with
+    /// [`prepared_statements(false)`](PostgresOptions::prepared_statements), set
+    /// with `SET LOCAL` in each call's transaction (a transaction-mode pooler
+    /// refuses or drops startup parameters).
     #[must_use]
     pub fn statement_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.statement_timeout = timeout;
@@ -180,6 +189,89 @@ impl PostgresOptions {
     pub fn notifications(mut self, on: bool) -> Self {
         self.notifications = on;
         self
+    }
+
+    /// Whether the store uses named, cached prepared statements (default on).
+    ///
+    /// On, every statement is prepared once per connection under a name and
+    /// reused: one round trip per call. Off, every statement is sent as the
+    /// protocol's *unnamed* statement, and every call runs in an explicit
+    /// transaction of its own (`BEGIN` … `COMMIT`), so that the unnamed statement,
+    /// which sqlx parses and binds in two separate round trips, cannot be
+    /// replaced by another client's between the two: two to three more round
+    /// trips per call.
+    ///
+    /// Turn it off behind a pooler in **transaction** mode that does not track
+    /// prepared statements (PgBouncer before 1.21, or `max_prepared_statements =
+    /// 0`), together with [`migrate(false)`](PostgresOptions::migrate) and
+    /// [`notifications(false)`](PostgresOptions::notifications), or use
+    /// [`transaction_pooler`](PostgresOptions::transaction_pooler), which sets
+    /// all three. Off, a pool the store builds does not send
+    /// [`statement_timeout`](PostgresOptions::statement_timeout) as a startup
+    /// parameter (PgBouncer refuses or drops it): each call's transaction sets
+    /// it with `SET LOCAL` instead. See docs/operations/high-availability.md,
+    /// "pgbouncer".
+    #[must_use]
+    pub fn prepared_statements(mut self, on: bool) -> Self {
+        self.prepared_statements = on;
+        self
+    }
+
+    /// Whether connecting creates and migrates the schema (default on).
+    ///
+    /// On, connecting takes a session advisory lock, creates the schema if
+    /// missing, applies the embedded migrations and repairs the position clock
+    /// (a restored log). That needs a direct connection to the primary: it
+    /// fails on a hot standby, and breaks behind a transaction-mode pooler.
+    ///
+    /// Off, connecting only checks that the schema exists and has every
+    /// embedded migration applied, and fails with [`Error::InvalidInput`] if
+    /// not, saying to migrate through a direct connection first (connect one
+    /// store with this on, e.g. at deploy time). Use it for stores behind a
+    /// transaction-mode pooler and for read replicas.
+    #[must_use]
+    pub fn migrate(mut self, on: bool) -> Self {
+        self.migrate = on;
+        self
+    }
+
+    /// The settings for a store behind a pooler in **transaction** mode
+    /// (PgBouncer's `pool_mode = transaction`): unnamed statements, each call in
+    /// a transaction of its own
+    /// ([`prepared_statements(false)`](PostgresOptions::prepared_statements),
+    /// which also moves [`statement_timeout`](PostgresOptions::statement_timeout)
+    /// from the startup parameter PgBouncer refuses to a `SET LOCAL`), no
+    /// migration on connect ([`migrate(false)`](PostgresOptions::migrate)) and
+    /// no `LISTEN` ([`notifications(false)`](PostgresOptions::notifications)).
+    ///
+    /// The schema must have been migrated through a direct connection before,
+    /// and [`leases`](crate::PostgresEventStore::leases) need a direct
+    /// connection (they hold a session advisory lock).
+    ///
+    /// ```
+    /// use annals_postgres::PostgresOptions;
+    ///
+    /// let options = PostgresOptions::new().schema("billing").transaction_pooler();
+    /// assert!(!options.uses_prepared_statements());
+    /// assert!(!options.migrates());
+    /// ```
+    #[must_use]
+    pub fn transaction_pooler(self) -> Self {
+        self.prepared_statements(false)
+            .migrate(false)
+            .notifications(false)
+    }
+
+    /// Whether the store uses named prepared statements (see
+    /// [`prepared_statements`](PostgresOptions::prepared_statements)).
+    pub fn uses_prepared_statements(&self) -> bool {
+        self.prepared_statements
+    }
+
+    /// Whether connecting migrates the schema (see
+    /// [`migrate`](PostgresOptions::migrate)).
+    pub fn migrates(&self) -> bool {
+        self.migrate
     }
 
     /// The configured schema name.

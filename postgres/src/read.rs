@@ -27,22 +27,44 @@ impl PostgresEventStore {
     /// The stream's current version, read now.
     pub(crate) async fn head_version_now(&self, stream: &StreamId) -> Result<Version> {
         let inner = self.inner();
-        let version: i64 = sqlx::query_scalar(inner.queries.stream_version())
-            .bind(stream.as_str())
-            .fetch_one(&inner.pool)
+        let doing = "reading a stream version";
+        let mut session = inner.session(doing).await?;
+        let version = match session.conn() {
+            Ok(conn) => {
+                sqlx::query_scalar::<_, i64>(inner.queries.stream_version())
+                    .persistent(inner.prepared())
+                    .bind(stream.as_str())
+                    .fetch_one(conn)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let version = session
+            .finish(version)
             .await
-            .map_err(|e| inner.map_err(e, "reading a stream version"))?;
+            .map_err(|e| inner.map_err(e, doing))?;
         Ok(Version::new(from_i64(version, "version")?))
     }
 
     /// One event by id, read now.
     pub(crate) async fn find_event_now(&self, id: EventId) -> Result<RecordedEvent> {
         let inner = self.inner();
-        let row = sqlx::query(inner.queries.get_event())
-            .bind(*id.as_uuid())
-            .fetch_optional(&inner.pool)
+        let doing = "reading an event";
+        let mut session = inner.session(doing).await?;
+        let row = match session.conn() {
+            Ok(conn) => {
+                sqlx::query(inner.queries.get_event())
+                    .persistent(inner.prepared())
+                    .bind(*id.as_uuid())
+                    .fetch_optional(conn)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let row = session
+            .finish(row)
             .await
-            .map_err(|e| inner.map_err(e, "reading an event"))?;
+            .map_err(|e| inner.map_err(e, doing))?;
         match row {
             Some(row) => decode_event(&row, &mut StreamCache::default()),
             None => Err(not_found(id)),
@@ -170,22 +192,27 @@ pub(crate) fn read_stream<'a>(inner: &'a Inner, read: &ReadStream) -> EventStrea
                 Direction::Backward => inner.queries.read_stream_backward(),
             };
             let events = bounded(inner.options.operation_timeout, async {
+                let doing = "reading a stream";
                 let mut streams = StreamCache::with(&stream_id);
                 let mut events = Vec::with_capacity(usize::try_from(want.min(4096)).unwrap_or(0));
+                let mut session = inner.read_session(doing).await?;
+                let conn = session.conn().map_err(|e| inner.map_err(e, doing))?;
                 let mut rows = sqlx::query(sql)
+                    .persistent(inner.prepared())
                     .bind(stream_id.as_str())
                     .bind(cursor.start)
                     .bind(cursor.end)
                     .bind(want)
-                    .fetch(&inner.pool);
+                    .fetch(conn);
                 // Decode while the rest of the page is still arriving.
-                while let Some(row) = rows
-                    .try_next()
-                    .await
-                    .map_err(|e| inner.map_err(e, "reading a stream"))?
-                {
+                while let Some(row) = rows.try_next().await.map_err(|e| inner.map_err(e, doing))? {
                     events.push(decode_event(&row, &mut streams)?);
                 }
+                drop(rows);
+                session
+                    .end(true)
+                    .await
+                    .map_err(|e| inner.map_err(e, doing))?;
                 Ok(events)
             })
             .await?;
@@ -424,10 +451,21 @@ fn describe(blocker: &Option<Blocker>) -> String {
 /// cannot be found or the query fails).
 async fn blocker(inner: &Inner) -> Option<Blocker> {
     let row = bounded(inner.options.operation_timeout, async {
-        sqlx::query(inner.queries.read_blocker())
-            .fetch_optional(&inner.pool)
+        let doing = "looking up the transaction holding a read back";
+        let mut session = inner.read_session(doing).await?;
+        let row = match session.conn() {
+            Ok(conn) => {
+                sqlx::query(inner.queries.read_blocker())
+                    .persistent(inner.prepared())
+                    .fetch_optional(conn)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        session
+            .finish(row)
             .await
-            .map_err(|e| inner.map_err(e, "looking up the transaction holding a read back"))
+            .map_err(|e| inner.map_err(e, doing))
     })
     .await
     .ok()??;
@@ -452,9 +490,12 @@ async fn log_page(inner: &Inner, cursor: &Cursor, filter: &LogFilter, want: i64)
     let backward = cursor.direction == Direction::Backward;
     let sql = inner.queries.read_all(filter.shape(), backward);
     bounded(inner.options.operation_timeout, async {
+        let doing = "reading the global log";
         let mut streams = StreamCache::default();
         let mut events = Vec::with_capacity(usize::try_from(want.min(4096)).unwrap_or(0));
+        let mut session = inner.read_session(doing).await?;
         let mut query = sqlx::query(sql)
+            .persistent(inner.prepared())
             .bind(cursor.start)
             .bind(cursor.end)
             .bind(want);
@@ -468,16 +509,13 @@ async fn log_page(inner: &Inner, cursor: &Cursor, filter: &LogFilter, want: i64)
         if let Some(regex) = &filter.regex {
             query = query.bind(regex.as_str());
         }
-        let mut rows = query.fetch(&inner.pool);
+        let conn = session.conn().map_err(|e| inner.map_err(e, doing))?;
+        let mut rows = query.fetch(conn);
         let mut seen = 0_usize;
         let mut unsafe_at = None;
         let mut horizon = None;
         // Decode while the rest of the page is still arriving.
-        while let Some(row) = rows
-            .try_next()
-            .await
-            .map_err(|e| inner.map_err(e, "reading the global log"))?
-        {
+        while let Some(row) = rows.try_next().await.map_err(|e| inner.map_err(e, doing))? {
             seen += 1;
             // Column types are checked on the first row only (`row::get`).
             let checked = seen > 1;
@@ -500,6 +538,14 @@ async fn log_page(inner: &Inner, cursor: &Cursor, filter: &LogFilter, want: i64)
             }
             events.push(decode_event(&row, &mut streams)?);
         }
+        // After stopping at an unsafe row the rest of the page is still
+        // coming; ending the session (COMMIT, if it opened a transaction) reads
+        // past it first.
+        drop(rows);
+        session
+            .end(true)
+            .await
+            .map_err(|e| inner.map_err(e, doing))?;
         Ok(Page {
             events,
             rows: seen,

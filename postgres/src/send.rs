@@ -15,6 +15,7 @@ fn public_futures_are_send(
     connect: PgConnectOptions,
     checkpoints: &PostgresCheckpoints,
     conn: &mut sqlx::PgConnection,
+    store: &PostgresEventStore,
 ) {
     fn is_send<T: Send>(_: T) {}
     let options = PostgresOptions::default();
@@ -25,7 +26,9 @@ fn public_futures_are_send(
         options.clone(),
     ));
     is_send(PostgresEventStore::from_pool(pool.clone()));
-    is_send(PostgresEventStore::from_pool_with(pool, options));
+    is_send(PostgresEventStore::from_pool_with(pool.clone(), options));
+    is_send(PostgresEventStore::with_read_replica(store.clone(), pool));
+    is_send(PostgresEventStore::with_read_replica_url(store.clone(), ""));
     is_send(PostgresCheckpoints::save_in(
         checkpoints,
         conn,

@@ -17,25 +17,48 @@ impl PostgresEventStore {
         snapshot: Snapshot,
     ) -> Result<()> {
         let inner = self.inner();
-        sqlx::query(inner.queries.save_snapshot())
-            .bind(stream.as_str())
-            .bind(to_i64(snapshot.version.get(), "snapshot version")?)
-            .bind(&snapshot.state)
-            .bind(&snapshot.content_type)
-            .bind(i64::from(snapshot.schema_version))
-            .execute(&inner.pool)
+        let version = to_i64(snapshot.version.get(), "snapshot version")?;
+        let doing = "saving a snapshot";
+        let mut session = inner.session(doing).await?;
+        let saved = match session.conn() {
+            Ok(conn) => {
+                sqlx::query(inner.queries.save_snapshot())
+                    .persistent(inner.prepared())
+                    .bind(stream.as_str())
+                    .bind(version)
+                    .bind(&snapshot.state)
+                    .bind(&snapshot.content_type)
+                    .bind(i64::from(snapshot.schema_version))
+                    .execute(conn)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        session
+            .finish(saved)
             .await
-            .map_err(|e| inner.map_err(e, "saving a snapshot"))?;
+            .map_err(|e| inner.map_err(e, doing))?;
         Ok(())
     }
 
     pub(crate) async fn load_snapshot_now(&self, stream: &StreamId) -> Result<Option<Snapshot>> {
         let inner = self.inner();
-        let row = sqlx::query(inner.queries.load_snapshot())
-            .bind(stream.as_str())
-            .fetch_optional(&inner.pool)
+        let doing = "loading a snapshot";
+        let mut session = inner.session(doing).await?;
+        let row = match session.conn() {
+            Ok(conn) => {
+                sqlx::query(inner.queries.load_snapshot())
+                    .persistent(inner.prepared())
+                    .bind(stream.as_str())
+                    .fetch_optional(conn)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let row = session
+            .finish(row)
             .await
-            .map_err(|e| inner.map_err(e, "loading a snapshot"))?;
+            .map_err(|e| inner.map_err(e, doing))?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -55,11 +78,22 @@ impl PostgresEventStore {
 
     pub(crate) async fn delete_snapshot_now(&self, stream: &StreamId) -> Result<()> {
         let inner = self.inner();
-        sqlx::query(inner.queries.delete_snapshot())
-            .bind(stream.as_str())
-            .execute(&inner.pool)
+        let doing = "deleting a snapshot";
+        let mut session = inner.session(doing).await?;
+        let deleted = match session.conn() {
+            Ok(conn) => {
+                sqlx::query(inner.queries.delete_snapshot())
+                    .persistent(inner.prepared())
+                    .bind(stream.as_str())
+                    .execute(conn)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        session
+            .finish(deleted)
             .await
-            .map_err(|e| inner.map_err(e, "deleting a snapshot"))?;
+            .map_err(|e| inner.map_err(e, doing))?;
         Ok(())
     }
 }

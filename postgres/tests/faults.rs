@@ -195,25 +195,33 @@ async fn passwords_never_reach_debug_output() {
     annals_testing::postgres::drop_schema(&base, &name).await;
 }
 
-/// Terminates every backend with application name `app`; how many were.
-async fn terminate(admin: &mut PgConnection, app: &str) -> usize {
-    let killed: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+/// Terminates every backend with application name `app`; the pids of those that were.
+async fn terminate(admin: &mut PgConnection, app: &str) -> Vec<i32> {
+    // The function runs in the select list, so only for the filtered rows (in a
+    // WHERE clause PostgreSQL may call it before the filter, on every backend).
+    let killed: Vec<(i32, bool)> = sqlx::query_as(
+        "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
     )
     .bind(app)
     .fetch_all(admin)
     .await
     .unwrap();
-    killed.iter().filter(|k| **k).count()
+    killed
+        .into_iter()
+        .filter(|(_, k)| *k)
+        .map(|(pid, _)| pid)
+        .collect()
 }
 
-/// Waits (at most 60 s) until no backend with application name `app` is left.
-async fn wait_until_gone(admin: &mut PgConnection, app: &str) {
+/// Waits (at most 60 s) until none of the backends `pids` is left. (The store
+/// may open new connections meanwhile — e.g. to send a NOTIFY after its last
+/// append — so "no backend of the application" is not the condition.)
+async fn wait_until_gone(admin: &mut PgConnection, pids: &[i32]) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let left: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
-                .bind(app)
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)")
+                .bind(pids)
                 .fetch_one(&mut *admin)
                 .await
                 .unwrap();
@@ -281,15 +289,15 @@ async fn store_recovers_from_terminated_backends_without_losing_acknowledged_eve
             "no connection of the store could be killed within 120 s"
         );
         tokio::time::sleep(Duration::from_millis(60)).await;
-        terminated += terminate(&mut admin, &app).await;
+        terminated += terminate(&mut admin, &app).await.len();
         rounds += 1;
     }
     let (acknowledged, _failures) = writer.await.unwrap();
 
     // Kill everything once more while idle, and wait until those backends are
     // gone: the very next call must succeed.
-    terminate(&mut admin, &app).await;
-    wait_until_gone(&mut admin, &app).await;
+    let killed = terminate(&mut admin, &app).await;
+    wait_until_gone(&mut admin, &killed).await;
     let last = NewEvent::new("Tick", "{\"last\":true}");
     let last_id = last.id;
     store

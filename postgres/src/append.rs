@@ -31,6 +31,7 @@ use annals_core::{
 };
 use sqlx::{postgres::PgRow, PgConnection, Row};
 
+use crate::session::on_session;
 use crate::{
     error::{classify_write, WriteFailure},
     row::{decode_event, StreamCache},
@@ -518,21 +519,12 @@ impl PostgresEventStore {
         let inner = self.inner();
         let ids: Vec<sqlx::types::Uuid> = append.event_ids().map(|id| *id.as_uuid()).collect();
         let doing = "looking up event ids";
-        let mut session = inner.session(doing).await?;
-        let rows = match session.conn() {
-            Ok(conn) => {
-                sqlx::query(inner.queries.events_by_ids())
-                    .persistent(inner.prepared())
-                    .bind(ids)
-                    .fetch_all(conn)
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        let rows = session
-            .finish(rows)
-            .await
-            .map_err(|e| inner.map_err(e, doing))?;
+        let rows = on_session!(inner, doing, |conn| sqlx::query(
+            inner.queries.events_by_ids()
+        )
+        .persistent(inner.prepared())
+        .bind(ids)
+        .fetch_all(conn))?;
         let mut streams = StreamCache::default();
         rows.iter()
             .map(|row| decode_event(row, &mut streams))
@@ -544,21 +536,12 @@ impl PostgresEventStore {
         let inner = self.inner();
         let names: Vec<&str> = streams.iter().map(|s| s.as_str()).collect();
         let doing = "reading stream versions";
-        let mut session = inner.session(doing).await?;
-        let rows = match session.conn() {
-            Ok(conn) => {
-                sqlx::query(inner.queries.stream_versions())
-                    .persistent(inner.prepared())
-                    .bind(names)
-                    .fetch_all(conn)
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        let rows = session
-            .finish(rows)
-            .await
-            .map_err(|e| inner.map_err(e, doing))?;
+        let rows = on_session!(inner, doing, |conn| sqlx::query(
+            inner.queries.stream_versions()
+        )
+        .persistent(inner.prepared())
+        .bind(names)
+        .fetch_all(conn))?;
         rows.iter()
             .map(|row| {
                 let stream: String = row

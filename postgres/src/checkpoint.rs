@@ -10,6 +10,7 @@ use annals_core::{
 use futures::future::BoxFuture;
 use sqlx::PgConnection;
 
+use crate::session::on_session;
 use crate::{error::bounded, options::quote_ident, PostgresEventStore};
 
 /// Checkpoints in the `checkpoints` table of the store's schema (name, position,
@@ -101,21 +102,12 @@ impl CheckpointStore for PostgresCheckpoints {
             let inner = self.store.inner();
             let saved: Option<i64> = bounded(inner.options.operation_timeout, async {
                 let doing = "loading a checkpoint";
-                let mut session = inner.session(doing).await?;
-                let saved = match session.conn() {
-                    Ok(conn) => {
-                        sqlx::query_scalar(sqlx::AssertSqlSafe(self.load.as_str()))
-                            .persistent(inner.prepared())
-                            .bind(name)
-                            .fetch_optional(conn)
-                            .await
-                    }
-                    Err(e) => Err(e),
-                };
-                session
-                    .finish(saved)
-                    .await
-                    .map_err(|e| inner.map_err(e, doing))
+                on_session!(inner, doing, |conn| sqlx::query_scalar(
+                    sqlx::AssertSqlSafe(self.load.as_str())
+                )
+                .persistent(inner.prepared())
+                .bind(name)
+                .fetch_optional(conn))
             })
             .await?;
             saved
@@ -146,21 +138,12 @@ impl CheckpointStore for PostgresCheckpoints {
             let inner = self.store.inner();
             bounded(inner.options.operation_timeout, async {
                 let doing = "resetting a checkpoint";
-                let mut session = inner.session(doing).await?;
-                let reset = match session.conn() {
-                    Ok(conn) => {
-                        sqlx::query(sqlx::AssertSqlSafe(self.reset.as_str()))
-                            .persistent(inner.prepared())
-                            .bind(name)
-                            .execute(conn)
-                            .await
-                    }
-                    Err(e) => Err(e),
-                };
-                session
-                    .finish(reset)
-                    .await
-                    .map_err(|e| inner.map_err(e, doing))?;
+                on_session!(inner, doing, |conn| sqlx::query(sqlx::AssertSqlSafe(
+                    self.reset.as_str()
+                ))
+                .persistent(inner.prepared())
+                .bind(name)
+                .execute(conn))?;
                 Ok(())
             })
             .await

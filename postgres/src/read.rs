@@ -13,6 +13,7 @@ use annals_core::{
 use futures::{stream, StreamExt, TryStreamExt};
 use sqlx::Row;
 
+use crate::session::on_session;
 use crate::{
     connect::Inner,
     error::{bounded, Blocker, ReadBlocked},
@@ -28,21 +29,12 @@ impl PostgresEventStore {
     pub(crate) async fn head_version_now(&self, stream: &StreamId) -> Result<Version> {
         let inner = self.inner();
         let doing = "reading a stream version";
-        let mut session = inner.session(doing).await?;
-        let version = match session.conn() {
-            Ok(conn) => {
-                sqlx::query_scalar::<_, i64>(inner.queries.stream_version())
-                    .persistent(inner.prepared())
-                    .bind(stream.as_str())
-                    .fetch_one(conn)
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        let version = session
-            .finish(version)
-            .await
-            .map_err(|e| inner.map_err(e, doing))?;
+        let version = on_session!(inner, doing, |conn| sqlx::query_scalar::<_, i64>(
+            inner.queries.stream_version()
+        )
+        .persistent(inner.prepared())
+        .bind(stream.as_str())
+        .fetch_one(conn))?;
         Ok(Version::new(from_i64(version, "version")?))
     }
 
@@ -50,21 +42,10 @@ impl PostgresEventStore {
     pub(crate) async fn find_event_now(&self, id: EventId) -> Result<RecordedEvent> {
         let inner = self.inner();
         let doing = "reading an event";
-        let mut session = inner.session(doing).await?;
-        let row = match session.conn() {
-            Ok(conn) => {
-                sqlx::query(inner.queries.get_event())
-                    .persistent(inner.prepared())
-                    .bind(*id.as_uuid())
-                    .fetch_optional(conn)
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        let row = session
-            .finish(row)
-            .await
-            .map_err(|e| inner.map_err(e, doing))?;
+        let row = on_session!(inner, doing, |conn| sqlx::query(inner.queries.get_event())
+            .persistent(inner.prepared())
+            .bind(*id.as_uuid())
+            .fetch_optional(conn))?;
         match row {
             Some(row) => decode_event(&row, &mut StreamCache::default()),
             None => Err(not_found(id)),

@@ -136,3 +136,29 @@ impl Drop for Session {
         }
     }
 }
+
+/// One call's statement on a fresh [`Session`] of `inner` (an `&Inner`),
+/// ended after it (committed if it succeeded, rolled back if not), with the
+/// driver's error mapped for `doing`:
+/// `on_session!(inner, doing, |conn| query.fetch_one(conn))` is a
+/// `Result<T>`. A macro, not a function taking a closure, because the query
+/// borrows from the caller and the connection from the session.
+macro_rules! on_session {
+    ($inner:expr, $doing:expr, |$conn:ident| $call:expr) => {{
+        let (inner, doing) = ($inner, $doing);
+        match inner.session(doing).await {
+            Err(e) => Err(e),
+            Ok(mut session) => {
+                let result = match session.conn() {
+                    Ok($conn) => $call.await,
+                    Err(e) => Err(e),
+                };
+                session
+                    .finish(result)
+                    .await
+                    .map_err(|e| inner.map_err(e, doing))
+            }
+        }
+    }};
+}
+pub(crate) use on_session;

@@ -7,6 +7,7 @@ use annals_core::{
 };
 use sqlx::Row;
 
+use crate::session::on_session;
 use crate::{Error, PostgresEventStore};
 
 impl PostgresEventStore {
@@ -19,46 +20,28 @@ impl PostgresEventStore {
         let inner = self.inner();
         let version = to_i64(snapshot.version.get(), "snapshot version")?;
         let doing = "saving a snapshot";
-        let mut session = inner.session(doing).await?;
-        let saved = match session.conn() {
-            Ok(conn) => {
-                sqlx::query(inner.queries.save_snapshot())
-                    .persistent(inner.prepared())
-                    .bind(stream.as_str())
-                    .bind(version)
-                    .bind(&snapshot.state)
-                    .bind(&snapshot.content_type)
-                    .bind(i64::from(snapshot.schema_version))
-                    .execute(conn)
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        session
-            .finish(saved)
-            .await
-            .map_err(|e| inner.map_err(e, doing))?;
+        on_session!(inner, doing, |conn| sqlx::query(
+            inner.queries.save_snapshot()
+        )
+        .persistent(inner.prepared())
+        .bind(stream.as_str())
+        .bind(version)
+        .bind(&snapshot.state)
+        .bind(&snapshot.content_type)
+        .bind(i64::from(snapshot.schema_version))
+        .execute(conn))?;
         Ok(())
     }
 
     pub(crate) async fn load_snapshot_now(&self, stream: &StreamId) -> Result<Option<Snapshot>> {
         let inner = self.inner();
         let doing = "loading a snapshot";
-        let mut session = inner.session(doing).await?;
-        let row = match session.conn() {
-            Ok(conn) => {
-                sqlx::query(inner.queries.load_snapshot())
-                    .persistent(inner.prepared())
-                    .bind(stream.as_str())
-                    .fetch_optional(conn)
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        let row = session
-            .finish(row)
-            .await
-            .map_err(|e| inner.map_err(e, doing))?;
+        let row = on_session!(inner, doing, |conn| sqlx::query(
+            inner.queries.load_snapshot()
+        )
+        .persistent(inner.prepared())
+        .bind(stream.as_str())
+        .fetch_optional(conn))?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -79,21 +62,12 @@ impl PostgresEventStore {
     pub(crate) async fn delete_snapshot_now(&self, stream: &StreamId) -> Result<()> {
         let inner = self.inner();
         let doing = "deleting a snapshot";
-        let mut session = inner.session(doing).await?;
-        let deleted = match session.conn() {
-            Ok(conn) => {
-                sqlx::query(inner.queries.delete_snapshot())
-                    .persistent(inner.prepared())
-                    .bind(stream.as_str())
-                    .execute(conn)
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        session
-            .finish(deleted)
-            .await
-            .map_err(|e| inner.map_err(e, doing))?;
+        on_session!(inner, doing, |conn| sqlx::query(
+            inner.queries.delete_snapshot()
+        )
+        .persistent(inner.prepared())
+        .bind(stream.as_str())
+        .execute(conn))?;
         Ok(())
     }
 }

@@ -2,65 +2,16 @@
 //! stream, the counts and the outcome — and never a payload.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::{
-    atomic::{AtomicU64, Ordering},
-    Arc, Mutex,
-};
-
 use annals_core::{
     AppendRequest, EventStore, ExpectedVersion, NewEvent, ReadAll, ReadStream, StreamId,
 };
 use annals_memory::MemoryEventStore;
+use annals_testing::spans::SpanRecorder;
 use futures::TryStreamExt;
-use tracing::{
-    field::{Field, Visit},
-    span, Event, Metadata, Subscriber,
-};
-
-/// Records every span's name and fields as text.
-#[derive(Clone, Default)]
-struct Recorder {
-    spans: Arc<Mutex<Vec<(u64, String, String)>>>,
-    next: Arc<AtomicU64>,
-}
-
-struct Fields<'a>(&'a mut String);
-
-impl Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.push_str(&format!("{}={value:?} ", field.name()));
-    }
-}
-
-impl Subscriber for Recorder {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, attrs: &span::Attributes<'_>) -> span::Id {
-        let id = self.next.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut text = String::new();
-        attrs.record(&mut Fields(&mut text));
-        self.spans
-            .lock()
-            .unwrap()
-            .push((id, attrs.metadata().name().to_owned(), text));
-        span::Id::from_u64(id)
-    }
-    fn record(&self, id: &span::Id, values: &span::Record<'_>) {
-        let mut spans = self.spans.lock().unwrap();
-        if let Some((_, _, text)) = spans.iter_mut().find(|(i, _, _)| *i == id.into_u64()) {
-            values.record(&mut Fields(text));
-        }
-    }
-    fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
-    fn event(&self, _: &Event<'_>) {}
-    fn enter(&self, _: &span::Id) {}
-    fn exit(&self, _: &span::Id) {}
-}
 
 #[tokio::test(flavor = "current_thread")]
 async fn every_operation_has_a_span_with_outcome_and_no_payload() {
-    let recorder = Recorder::default();
+    let recorder = SpanRecorder::default();
     let _guard = tracing::subscriber::set_default(recorder.clone());
     let store = MemoryEventStore::new();
     let (a, b) = (
@@ -97,14 +48,8 @@ async fn every_operation_has_a_span_with_outcome_and_no_payload() {
     store.stream_version(&a).await.unwrap();
     store.load_snapshot(&a).await.unwrap();
 
-    let spans = recorder.spans.lock().unwrap().clone();
-    let find = |name: &str| {
-        spans
-            .iter()
-            .filter(|(_, n, _)| n == name)
-            .map(|(_, _, f)| f.clone())
-            .collect::<Vec<_>>()
-    };
+    let spans = recorder.spans();
+    let find = |name: &str| recorder.fields(name);
     let appends = find("annals.append");
     assert_eq!(appends.len(), 2, "{spans:?}");
     assert!(
@@ -132,7 +77,7 @@ async fn every_operation_has_a_span_with_outcome_and_no_payload() {
     assert_eq!(find("annals.read_stream").len(), 1);
     assert_eq!(find("annals.stream_version").len(), 1);
     assert_eq!(find("annals.load_snapshot").len(), 1);
-    for (_, name, fields) in &spans {
+    for (name, fields) in &spans {
         assert!(
             !fields.contains("hunter2"),
             "payload leaked into span {name}: {fields}"

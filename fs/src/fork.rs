@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use annals_core::{NewEvent, RecordedEvent, StreamId, Timestamp, Version};
 use uuid::Uuid;
 
+use crate::state::traced;
 use crate::{
     format::{self, Base, ConditionRecord, Header, Kept, Kind, OutEvent, Resolution, Write},
     layout,
@@ -256,8 +257,12 @@ pub(crate) fn forked_error<'a>(
 impl FsEventStore {
     /// Every fork waiting to be reconciled, with its branches' events.
     pub async fn forks(&self) -> Result<Vec<Fork>, FsError> {
-        self.inner.refresh_if_changed()?;
-        self.fork_list()
+        let span = tracing::debug_span!("annals.fs_forks", outcome = tracing::field::Empty);
+        traced(span, async move {
+            self.inner.refresh_if_changed()?;
+            self.fork_list()
+        })
+        .await
     }
 
     pub(crate) fn fork_list(&self) -> Result<Vec<Fork>, FsError> {
@@ -336,8 +341,13 @@ impl FsEventStore {
     /// Snapshots of them taken before, whose versions now mean other events, are
     /// no longer returned.
     pub async fn reconcile(&self, fork: &str, choice: Choice) -> Result<Reconciled, FsError> {
+        let span =
+            tracing::debug_span!("annals.fs_reconcile", fork, outcome = tracing::field::Empty);
         let (this, fork) = (self.clone(), fork.to_owned());
-        off_runtime(move || this.reconcile_now(&fork, &choice)).await?
+        traced(span, async move {
+            off_runtime(move || this.reconcile_now(&fork, &choice)).await?
+        })
+        .await
     }
 
     fn reconcile_now(&self, fork: &str, choice: &Choice) -> Result<Reconciled, FsError> {

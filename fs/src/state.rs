@@ -245,12 +245,34 @@ impl FsEventStore {
     /// serving the edited content.
     pub async fn refresh(&self) -> Result<usize, FsError> {
         let this = self.clone();
-        off_runtime(move || {
-            let _writer = this.inner.writer();
-            this.inner.refresh_locked(Look::Full)
+        let span = tracing::debug_span!("annals.fs_refresh", outcome = tracing::field::Empty);
+        traced(span, async move {
+            off_runtime(move || {
+                let _writer = this.inner.writer();
+                this.inner.refresh_locked(Look::Full)
+            })
+            .await?
         })
-        .await?
+        .await
     }
+}
+
+/// Runs one of the store's own operations (refresh, status, forks, reconcile)
+/// in `span`, recording `outcome` (`ok` or the error's kind) when it ends, as
+/// every `EventStore` operation does. Nothing but names and counts goes in.
+pub(crate) async fn traced<T>(
+    span: tracing::Span,
+    operation: impl std::future::Future<Output = Result<T, FsError>>,
+) -> Result<T, FsError> {
+    let result = tracing::Instrument::instrument(operation, span.clone()).await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(FsError::Forked { .. }) => "forked",
+        Err(FsError::StoreLocked { .. }) => "store_locked",
+        Err(_) => "error",
+    };
+    span.record("outcome", outcome);
+    result
 }
 
 /// Runs blocking file work (reads, writes, `fsync`) on tokio's blocking threads

@@ -73,6 +73,11 @@ pub enum FileProblem {
 impl FsEventStore {
     /// Reports forks, dangling transactions and files left out of the order.
     pub async fn status(&self) -> Result<Status, FsError> {
+        let span = tracing::debug_span!("annals.fs_status", outcome = tracing::field::Empty);
+        crate::state::traced(span, async move { self.status_now() }).await
+    }
+
+    fn status_now(&self) -> Result<Status, FsError> {
         self.inner.refresh_if_changed()?;
         let forks = self.fork_list()?;
         let state = self.inner.read();

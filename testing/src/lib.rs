@@ -35,6 +35,7 @@ pub mod leases;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod send;
+pub mod spans;
 pub mod torture;
 
 pub use fixture::{run_case, Fixture};

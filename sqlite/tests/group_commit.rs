@@ -69,6 +69,33 @@ fn blocker(store: &SqliteEventStore, name: &str) -> tokio::task::JoinHandle<()> 
     })
 }
 
+/// Holds the store's writer: a `write_with` whose work waits until the returned
+/// sender sends (or is dropped). Returns once the writer is held, so every append
+/// started afterwards queues behind it and joins the next group.
+async fn hold_writer(
+    store: &SqliteEventStore,
+) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (release, hold) = std::sync::mpsc::channel::<()>();
+    let (held, is_held) = tokio::sync::oneshot::channel::<()>();
+    let store = store.clone();
+    let task = tokio::spawn(async move {
+        store
+            .write_with(move |_| {
+                let _ = held.send(());
+                // A deadline only against a test that forgets to release.
+                let _ = hold.recv_timeout(Duration::from_secs(300));
+                Ok::<_, annals_sqlite::Error>(())
+            })
+            .await
+            .unwrap();
+    });
+    tokio::time::timeout(Duration::from_secs(120), is_held)
+        .await
+        .expect("the writer is held within 120 s")
+        .expect("the holding work runs");
+    (release, task)
+}
+
 /// 16 tasks, half of them with a wrong expectation (and, among the others, eight
 /// racing for one new stream): only the conflicting appends fail; the others
 /// commit, and the log stays gap-free.
@@ -310,30 +337,38 @@ async fn a_failed_commit_fails_every_member_and_stores_nothing() {
         .unwrap();
     }
     for round in 0..3u64 {
-        let busy = blocker(&store, &format!("blocker-{round}"));
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        let mut tasks = Vec::new();
-        for t in 0..8u64 {
-            let store = store.clone();
-            tasks.push(tokio::spawn(async move {
-                let stream = StreamId::new(format!("p-{round}-{t}")).unwrap();
-                let event = if t == 3 {
-                    NewEvent::json("Poison", &serde_json::json!({})).unwrap()
-                } else {
-                    event(t)
-                };
-                let result = store
-                    .append(&stream, ExpectedVersion::NoStream, vec![event])
-                    .await;
-                (stream, result)
-            }));
-            tokio::task::yield_now().await;
+        // The writer is held while the eight appends queue, so they form one
+        // group whatever the machine's speed: each append future is polled once
+        // (which queues its job) before the writer is let go.
+        let (release, held) = hold_writer(&store).await;
+        let mut appends: Vec<_> = (0..8u64)
+            .map(|t| {
+                let store = store.clone();
+                Box::pin(async move {
+                    let stream = StreamId::new(format!("p-{round}-{t}")).unwrap();
+                    let event = if t == 3 {
+                        NewEvent::json("Poison", &serde_json::json!({})).unwrap()
+                    } else {
+                        event(t)
+                    };
+                    let result = store
+                        .append(&stream, ExpectedVersion::NoStream, vec![event])
+                        .await;
+                    (stream, result)
+                })
+            })
+            .collect();
+        for append in &mut appends {
+            assert!(
+                futures::poll!(append.as_mut()).is_pending(),
+                "an append finished while the writer was held"
+            );
         }
-        busy.await.unwrap();
+        release.send(()).unwrap();
+        held.await.unwrap();
         let mut failed = 0;
         let mut outcomes = Vec::new();
-        for task in tasks {
-            let (stream, result) = task.await.unwrap();
+        for (stream, result) in futures::future::join_all(appends).await {
             if let Err(e) = &result {
                 assert!(
                     matches!(e, annals_sqlite::Error::Backend { .. }),
@@ -345,10 +380,7 @@ async fn a_failed_commit_fails_every_member_and_stores_nothing() {
             outcomes.push((stream, result.is_ok()));
         }
         // The poisoned member and, with it, its whole group.
-        assert!(
-            failed >= 2,
-            "round {round}: the group did not fail together"
-        );
+        assert_eq!(failed, 8, "round {round}: the group did not fail together");
         let streams = assert_contiguous(&read_everything(&store).await);
         for (stream, ok) in outcomes {
             assert_eq!(

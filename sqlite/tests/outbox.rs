@@ -208,27 +208,21 @@ async fn a_re_sent_outbox_request_is_idempotent() {
     let store = store_with_orders_table(&dir.path().join("shop.db")).await;
     let order = StreamId::new("order-9").unwrap();
     let event = NewEvent::new("OrderPlaced", "{}");
-    let request =
-        || AppendRequest::new().append(&order, ExpectedVersion::NoStream, vec![event.clone()]);
-    let (_, first) = store
-        .commit_with(request(), |db| {
+    // The request with its business row; sent twice, as a retry after an
+    // unknown outcome would.
+    let send = || {
+        let request =
+            AppendRequest::new().append(&order, ExpectedVersion::NoStream, vec![event.clone()]);
+        store.commit_with(request, |db| {
             Ok::<_, AppError>(db.execute(
                 "INSERT OR REPLACE INTO orders VALUES ('order-9', 'placed')",
                 [],
             )?)
         })
-        .await
-        .unwrap();
-    // The same events again (a retry after an unknown outcome): the original result.
-    let (_, again) = store
-        .commit_with(request(), |db| {
-            Ok::<_, AppError>(db.execute(
-                "INSERT OR REPLACE INTO orders VALUES ('order-9', 'placed')",
-                [],
-            )?)
-        })
-        .await
-        .unwrap();
+    };
+    let (_, first) = send().await.unwrap();
+    // The same events again: the original result.
+    let (_, again) = send().await.unwrap();
     assert_eq!(first.last_position(), again.last_position());
     assert!(first.last_position().is_some());
     assert_eq!(event_types(&store).await.len(), 1);

@@ -28,8 +28,8 @@
 use futures::future::BoxFuture;
 
 use crate::{
-    consume::AppendSignal, Capabilities, Committed, Error, EventId, EventStream, PreparedAppend,
-    ReadAll, ReadStream, RecordedEvent, Result, Snapshot, StreamId, Version,
+    consume::AppendSignal, Capabilities, Committed, Error, EventId, EventQuery, EventStream,
+    PreparedAppend, ReadAll, ReadStream, RecordedEvent, Result, Snapshot, StreamId, Version,
 };
 
 /// A storage engine for events. Implement it; use it through
@@ -73,6 +73,16 @@ pub trait Backend: Send + Sync {
 
     /// Deletes the stream's snapshot, if any.
     fn remove_snapshot<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<()>>;
+
+    /// The events `query` selects, in its order, at most its limit.
+    ///
+    /// The default reads the log with [`scan_all`](Backend::scan_all) and filters
+    /// in core ([`query::scan`](crate::query::scan)); SQL backends push the filters
+    /// into their queries. Core answers queries that cannot match anything and
+    /// rejects invalid ones before calling this.
+    fn query(&self, query: EventQuery) -> EventStream<'_> {
+        crate::query::scan(self, query)
+    }
 
     /// The signal of this backend's subscribers, if it keeps one (an
     /// [`AppendSignal::new`] held for its lifetime, shared by its clones). Core
@@ -163,6 +173,9 @@ impl<B: Backend + ?Sized> Backend for &B {
     }
     fn remove_snapshot<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<()>> {
         (**self).remove_snapshot(stream)
+    }
+    fn query(&self, query: EventQuery) -> EventStream<'_> {
+        (**self).query(query)
     }
     fn append_signal(&self) -> Option<AppendSignal> {
         (**self).append_signal()

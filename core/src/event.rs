@@ -1,8 +1,13 @@
 //! Events as written ([`NewEvent`]) and as stored ([`RecordedEvent`]), and their [`Metadata`].
 
+use std::{borrow::Cow, collections::BTreeMap};
+
 use serde::{Deserialize, Serialize};
 
-use crate::{limits, Error, EventId, Position, Result, StreamId, Timestamp, Version};
+use crate::{
+    cloud::{self, ExtensionValue, DEFAULT_SOURCE},
+    limits, Error, EventId, Position, Result, StreamId, Timestamp, Version,
+};
 
 /// The content type of JSON payloads, the default.
 pub const JSON_CONTENT_TYPE: &str = "application/json";
@@ -29,7 +34,37 @@ pub struct Metadata {
     /// The id of the message (command or event) that caused this event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub causation_id: Option<String>,
-    /// Free-form application fields.
+    /// The CloudEvents `source` (a URI-reference); `None` is
+    /// [`DEFAULT_SOURCE`](crate::cloud::DEFAULT_SOURCE).
+    #[serde(default, rename = "ce_source", skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The CloudEvents `id` the caller chose, unique per source; `None` means the
+    /// event id. Set it with [`NewEvent::with_cloud_id`], which also derives the
+    /// event id (see the [`cloud`](crate::cloud) module).
+    #[serde(default, rename = "ce_id", skip_serializing_if = "Option::is_none")]
+    pub cloud_id: Option<String>,
+    /// The CloudEvents `subject`; `None` means the stream id.
+    #[serde(
+        default,
+        rename = "ce_subject",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub subject: Option<String>,
+    /// The CloudEvents `time`: when the event happened, as the caller says; `None`
+    /// means the time the store recorded it.
+    #[serde(default, rename = "ce_time", skip_serializing_if = "Option::is_none")]
+    pub time: Option<Timestamp>,
+    /// The CloudEvents `dataschema` (an absolute URI).
+    #[serde(
+        default,
+        rename = "ce_dataschema",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub dataschema: Option<String>,
+    /// CloudEvents extension attributes (names `[a-z0-9]{1,20}`).
+    #[serde(default, rename = "ce_ext", skip_serializing_if = "BTreeMap::is_empty")]
+    pub extensions: BTreeMap<String, ExtensionValue>,
+    /// Free-form application fields. Names starting with `ce_` are reserved.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
@@ -67,7 +102,15 @@ impl Metadata {
 
     /// True if nothing is set.
     pub fn is_empty(&self) -> bool {
-        self.correlation_id.is_none() && self.causation_id.is_none() && self.extra.is_empty()
+        self.correlation_id.is_none()
+            && self.causation_id.is_none()
+            && self.source.is_none()
+            && self.cloud_id.is_none()
+            && self.subject.is_none()
+            && self.time.is_none()
+            && self.dataschema.is_none()
+            && self.extensions.is_empty()
+            && self.extra.is_empty()
     }
 
     /// The metadata as a JSON object string (what backends store).
@@ -98,7 +141,14 @@ impl Metadata {
                 )));
             }
         }
+        cloud::check(self)?;
         for (key, value) in &self.extra {
+            if key.starts_with("ce_") {
+                return Err(Error::invalid_input(format!(
+                    "event metadata field `{}`: names starting with `ce_` are reserved for CloudEvents attributes",
+                    key.escape_debug()
+                )));
+            }
             if key.contains('\0') {
                 return Err(Error::invalid_input(
                     "event metadata key contains a NUL character",
@@ -186,6 +236,79 @@ impl NewEvent {
         self
     }
 
+    /// Sets the CloudEvents `source` (a URI-reference). If the event has a caller
+    /// id ([`with_cloud_id`](NewEvent::with_cloud_id)), its event id follows the new
+    /// source.
+    #[must_use]
+    pub fn with_source(mut self, source: impl Into<String>) -> Self {
+        self.metadata.source = Some(source.into());
+        self.derive_id();
+        self
+    }
+
+    /// Sets the CloudEvents `id` (unique per source) and derives the event id from
+    /// `(source, id)` with [`EventId::for_cloud_event`], so re-sending the same
+    /// CloudEvent is idempotent.
+    ///
+    /// ```
+    /// use annals_core::{EventId, NewEvent};
+    ///
+    /// let event = NewEvent::new("order.created", "{}")
+    ///     .with_source("/shop/orders")
+    ///     .with_cloud_id("A-1001");
+    /// assert_eq!(event.id, EventId::for_cloud_event("/shop/orders", "A-1001"));
+    /// ```
+    #[must_use]
+    pub fn with_cloud_id(mut self, id: impl Into<String>) -> Self {
+        self.metadata.cloud_id = Some(id.into());
+        self.derive_id();
+        self
+    }
+
+    /// Sets the CloudEvents `subject` (the stream id unless set).
+    #[must_use]
+    pub fn with_subject(mut self, subject: impl Into<String>) -> Self {
+        self.metadata.subject = Some(subject.into());
+        self
+    }
+
+    /// Sets the CloudEvents `time`: when the event happened (the recorded time
+    /// unless set).
+    #[must_use]
+    pub fn with_time(mut self, time: Timestamp) -> Self {
+        self.metadata.time = Some(time);
+        self
+    }
+
+    /// Sets the CloudEvents `dataschema` (an absolute URI).
+    #[must_use]
+    pub fn with_dataschema(mut self, uri: impl Into<String>) -> Self {
+        self.metadata.dataschema = Some(uri.into());
+        self
+    }
+
+    /// Adds a CloudEvents extension attribute (name `[a-z0-9]{1,20}`).
+    #[must_use]
+    pub fn with_extension(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<ExtensionValue>,
+    ) -> Self {
+        self.metadata.extensions.insert(name.into(), value.into());
+        self
+    }
+
+    /// The CloudEvents `source`.
+    pub fn source(&self) -> &str {
+        self.metadata.source.as_deref().unwrap_or(DEFAULT_SOURCE)
+    }
+
+    fn derive_id(&mut self) {
+        if let Some(id) = &self.metadata.cloud_id {
+            self.id = EventId::for_cloud_event(self.source(), id);
+        }
+    }
+
     /// Checks the event against the store's rules (type and content type names,
     /// payload and metadata size, no NUL in text) and returns the metadata as JSON.
     ///
@@ -201,6 +324,15 @@ impl NewEvent {
                 self.payload.len(),
                 limits::MAX_PAYLOAD_LEN
             )));
+        }
+        if let Some(cloud_id) = &self.metadata.cloud_id {
+            if self.id != EventId::for_cloud_event(self.source(), cloud_id) {
+                return Err(Error::invalid_input(format!(
+                    "event {} has CloudEvents id `{}` but not the event id derived from its source and id; set the id with NewEvent::with_cloud_id",
+                    self.id,
+                    cloud_id.escape_debug()
+                )));
+            }
         }
         self.metadata.validated_json()
     }
@@ -288,6 +420,32 @@ impl RecordedEvent {
             metadata: event.metadata,
             recorded_at,
         }
+    }
+
+    /// The CloudEvents `source` ([`DEFAULT_SOURCE`] unless the event set one).
+    pub fn source(&self) -> &str {
+        self.metadata.source.as_deref().unwrap_or(DEFAULT_SOURCE)
+    }
+
+    /// The CloudEvents `id`: the caller's id, or the event id as text.
+    pub fn cloud_id(&self) -> Cow<'_, str> {
+        match &self.metadata.cloud_id {
+            Some(id) => Cow::Borrowed(id),
+            None => Cow::Owned(self.id.to_string()),
+        }
+    }
+
+    /// The CloudEvents `subject`: the caller's, else the stream id.
+    pub fn subject(&self) -> &str {
+        self.metadata
+            .subject
+            .as_deref()
+            .unwrap_or(self.stream_id.as_str())
+    }
+
+    /// The CloudEvents `time`: the caller's, else [`recorded_at`](RecordedEvent::recorded_at).
+    pub fn time(&self) -> Timestamp {
+        self.metadata.time.unwrap_or(self.recorded_at)
     }
 
     /// Deserializes a JSON payload into `T`; errors name the event id and type.

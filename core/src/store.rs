@@ -12,8 +12,8 @@ use tracing::{field::Empty, Instrument, Span};
 
 use crate::{
     backend::Backend, consume::AppendSignal, AppendRequest, AppendResult, Capabilities, Committed,
-    EventId, ExpectedVersion, NewEvent, ReadAll, ReadStream, RecordedEvent, Result, Snapshot,
-    StreamId, Version,
+    EventId, EventQuery, ExpectedVersion, NewEvent, ReadAll, ReadStream, RecordedEvent, Result,
+    Snapshot, StreamId, Version,
 };
 
 /// An async stream of stored events, in order, each read lazily from the backend.
@@ -112,6 +112,57 @@ pub trait EventStore: Send + Sync {
 
     /// One event by id; [`Error::NotFound`](crate::Error::NotFound) if no event has it.
     fn get_event(&self, id: EventId) -> BoxFuture<'_, Result<RecordedEvent>>;
+
+    /// Searches the log by CloudEvents attributes; see [`EventQuery`]. An invalid
+    /// query (a NUL character in a filter value) yields one
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput).
+    fn query(&self, query: EventQuery) -> EventStream<'_>;
+
+    /// The event whose CloudEvents `(source, id)` is the given pair;
+    /// [`Error::NotFound`](crate::Error::NotFound) if none is. The pair is looked up
+    /// through the event id it maps to (see the [`cloud`](crate::cloud) module),
+    /// so this costs one or two [`get_event`](EventStore::get_event)s.
+    ///
+    /// ```
+    /// # async fn demo(store: &impl annals_core::EventStore, stream: &annals_core::StreamId) -> annals_core::Result<()> {
+    /// use annals_core::{ExpectedVersion, NewEvent};
+    ///
+    /// let event = NewEvent::new("order.created", "{}")
+    ///     .with_source("/shop/orders")
+    ///     .with_cloud_id("A-1001");
+    /// store.append(stream, ExpectedVersion::Any, vec![event]).await?;
+    /// let found = store.get_by_source_id("/shop/orders", "A-1001").await?;
+    /// assert_eq!(found.cloud_id(), "A-1001");
+    /// # Ok(()) }
+    /// ```
+    fn get_by_source_id<'a>(
+        &'a self,
+        source: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<RecordedEvent>> {
+        async move {
+            let derived = EventId::for_cloud_event(source, id);
+            let mut candidates = vec![derived];
+            if let Ok(own) = id.parse::<EventId>() {
+                candidates.push(own);
+            }
+            for candidate in candidates {
+                match self.get_event(candidate).await {
+                    Ok(event) if event.source() == source && event.cloud_id() == id => {
+                        return Ok(event)
+                    }
+                    Ok(_) | Err(crate::Error::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(crate::Error::NotFound(format!(
+                "no event has source `{}` and id `{}`",
+                source.escape_debug(),
+                id.escape_debug()
+            )))
+        }
+        .boxed()
+    }
 
     /// Saves a snapshot of `stream`, replacing the stored one unless the stored one
     /// is newer (then the call succeeds and changes nothing).
@@ -282,6 +333,20 @@ impl<B: Backend> EventStore for B {
         traced(span, async move { self.find_event(id).await })
     }
 
+    fn query(&self, query: EventQuery) -> EventStream<'_> {
+        let span = tracing::debug_span!(
+            "annals.query",
+            backward = query.direction == crate::Direction::Backward,
+            events = Empty,
+            outcome = Empty
+        );
+        if let Err(e) = query.validate() {
+            return futures::stream::once(std::future::ready(Err(e))).boxed();
+        }
+        let empty = query.is_empty();
+        traced_read(span, empty, || Backend::query(self, query))
+    }
+
     fn save_snapshot<'a>(
         &'a self,
         stream: &'a StreamId,
@@ -419,6 +484,12 @@ macro_rules! forward_event_store {
             }
             fn get_event(&self, id: EventId) -> BoxFuture<'_, Result<RecordedEvent>> {
                 (**self).get_event(id)
+            }
+            fn query(&self, query: EventQuery) -> EventStream<'_> {
+                (**self).query(query)
+            }
+            fn get_by_source_id<'a>(&'a self, source: &'a str, id: &'a str) -> BoxFuture<'a, Result<RecordedEvent>> {
+                (**self).get_by_source_id(source, id)
             }
             fn save_snapshot<'a>(&'a self, stream: &'a StreamId, snapshot: Snapshot) -> BoxFuture<'a, Result<()>> {
                 (**self).save_snapshot(stream, snapshot)

@@ -59,26 +59,82 @@ pub fn event_type() -> impl Strategy<Value = String> {
     })
 }
 
-/// A valid new event with a random payload, type and metadata.
+/// A valid new event with a random payload, type, metadata and CloudEvents
+/// attributes.
 pub fn new_event() -> impl Strategy<Value = NewEvent> {
     (
         event_type(),
         proptest::collection::vec(any::<u8>(), 0..64),
         proptest::option::of("[a-z0-9-]{1,12}"),
         any::<bool>(),
+        cloud_attributes(),
     )
-        .prop_map(|(event_type, payload, correlation, binary)| {
+        .prop_map(|(event_type, payload, correlation, binary, attributes)| {
             let mut metadata = Metadata::new();
             if let Some(c) = correlation {
                 metadata = metadata.with_correlation_id(c);
             }
-            let event = NewEvent::new(event_type, payload).with_metadata(metadata);
+            let (source, subject, time, extension) = attributes;
+            let mut event = NewEvent::new(event_type, payload).with_metadata(metadata);
+            if let Some(source) = source {
+                event = event.with_source(source);
+            }
+            if let Some(subject) = subject {
+                event = event.with_subject(subject);
+            }
+            if let Some(micros) = time {
+                event = event.with_time(annals_core::Timestamp::from_unix_micros(micros));
+            }
+            if let Some((name, value)) = extension {
+                event = event.with_extension(name, value);
+            }
             if binary {
                 event.with_content_type("application/octet-stream")
             } else {
                 event
             }
         })
+}
+
+/// Optional CloudEvents source, subject, time (within years 1970–2100) and one
+/// extension of any kind.
+#[allow(clippy::type_complexity)]
+fn cloud_attributes() -> impl Strategy<
+    Value = (
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        Option<(String, annals_core::cloud::ExtensionValue)>,
+    ),
+> {
+    use annals_core::cloud::ExtensionValue;
+    let extension = (
+        "[a-z0-9]{1,20}".prop_filter("not a context attribute", |n| {
+            ![
+                "specversion",
+                "id",
+                "source",
+                "type",
+                "subject",
+                "time",
+                "datacontenttype",
+                "dataschema",
+                "data",
+            ]
+            .contains(&n.as_str())
+        }),
+        prop_oneof![
+            any::<bool>().prop_map(ExtensionValue::Bool),
+            any::<i32>().prop_map(ExtensionValue::Integer),
+            "[ -~]{0,16}".prop_map(ExtensionValue::String),
+        ],
+    );
+    (
+        proptest::option::of("(/|urn:)[a-z0-9/._-]{1,20}"),
+        proptest::option::of("[a-z0-9/ ._-]{1,20}"),
+        proptest::option::of(0i64..4_102_444_800_000_000),
+        proptest::option::of(extension),
+    )
 }
 
 /// Which kind of expectation an [`AppendOp`] uses; resolved against the model.

@@ -147,6 +147,14 @@ macro_rules! __case_list {
             projection_checkpoints_and_error_policies,
             projection_rebuilds_while_writers_append,
             replay_reports_progress_and_failures,
+            // CloudEvents attributes, lookups by (source, id), queries
+            cloud_attributes_round_trip,
+            cloud_invalid_attributes_are_rejected_and_nothing_written,
+            cloud_idempotency_covers_attributes,
+            get_by_source_id_finds_events,
+            query_matches_reference_semantics,
+            query_by_subject_agrees_with_read_stream,
+            prop_random_queries_match_model,
             // properties (proptest)
             prop_random_appends_match_model,
             prop_replay_is_deterministic,

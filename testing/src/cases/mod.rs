@@ -6,6 +6,7 @@
 
 mod aggregate;
 mod append;
+mod cloud;
 mod consume;
 mod edges;
 mod filters;
@@ -20,6 +21,7 @@ mod validation;
 
 pub use aggregate::*;
 pub use append::*;
+pub use cloud::*;
 pub use consume::*;
 pub use edges::*;
 pub use filters::*;

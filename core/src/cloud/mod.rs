@@ -37,7 +37,11 @@
 //! and `ce_ext`; an attribute left at its default is not stored at all. Metadata
 //! fields whose names start with `ce_` are therefore reserved.
 
+mod json;
+
 use std::collections::BTreeMap;
+
+pub use json::parse_rfc3339;
 
 use serde::{Deserialize, Serialize};
 

@@ -28,6 +28,10 @@ struct Performance;
 struct Outbox;
 
 #[cfg(doctest)]
+#[doc = include_str!("../queries.md")]
+struct Queries;
+
+#[cfg(doctest)]
 #[doc = include_str!("../backends/sqlite.md")]
 struct Sqlite;
 

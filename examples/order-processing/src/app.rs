@@ -24,6 +24,8 @@ pub(crate) enum AppError {
     Rejected(#[from] OrderError),
     #[error("order `{0}` does not exist")]
     NotFound(String),
+    #[error("{0}")]
+    Input(String),
     #[error("storage error: {0}")]
     Store(#[from] annals_core::Error),
     #[error("cannot create the data directory {path}: {source}")]
@@ -38,7 +40,7 @@ impl AppError {
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
             AppError::Rejected(_) | AppError::NotFound(_) => 1,
-            AppError::Usage(_) => 2,
+            AppError::Usage(_) | AppError::Input(_) => 2,
             // An order id the store refuses (too long, NUL) is the user's input.
             AppError::Store(e) if e.is_invalid_input() => 2,
             AppError::Store(_) | AppError::DataDir { .. } => 3,

@@ -29,6 +29,9 @@ COMMANDS:
     list                                    print every order
     list --by-status                        orders grouped by status, from a read model
                                             a projection keeps (only new events are read)
+    audit [--type <type>] [--last <n>]      the newest n events (default 20) as CloudEvents JSON
+    import                                  append CloudEvents JSON documents from stdin,
+                                            one per line (re-importing stores nothing twice)
 
 EXIT CODES:
     0 success, 1 command rejected by a business rule or order not found,
@@ -56,6 +59,11 @@ pub(crate) enum Action {
     },
     List,
     ListByStatus,
+    Audit {
+        event_type: Option<String>,
+        last: u64,
+    },
+    Import,
 }
 
 /// Parsed command line.
@@ -190,6 +198,29 @@ fn action(args: Vec<String>) -> Result<Action, UsageError> {
                 Some(other) => return Err(usage(format!("unknown list option `{other}`"))),
             }
         }
+        "audit" => {
+            let (mut event_type, mut last) = (None, 20);
+            let mut options = rest.iter();
+            while let Some(option) = options.next() {
+                let value = options
+                    .next()
+                    .ok_or_else(|| usage(format!("`{option}` needs a value")))?;
+                match option.as_str() {
+                    "--type" => event_type = Some(value.clone()),
+                    "--last" => {
+                        last = value
+                            .parse()
+                            .map_err(|_| usage(format!("`{value}` is not a count")))?;
+                    }
+                    other => return Err(usage(format!("unknown audit option `{other}`"))),
+                }
+            }
+            Action::Audit { event_type, last }
+        }
+        "import" => {
+            arity(0, 0)?;
+            Action::Import
+        }
         "show" => {
             arity(1, 1)?;
             Action::Show { order: arg(0) }
@@ -294,6 +325,12 @@ mod tests {
         let cli = parse(args("--database-url postgres://u@h/db list")).unwrap();
         assert!(matches!(cli.storage, Storage::Postgres { .. }));
         assert!(parse(args("--database-url mysql://x list")).is_err());
+        assert!(matches!(
+            parse(args("audit --type OrderPaid.v1 --last 5")).unwrap().action,
+            Action::Audit { last: 5, event_type: Some(ref t) } if t == "OrderPaid.v1"
+        ));
+        assert!(parse(args("audit --last")).is_err());
+        assert!(parse(args("audit --last x")).is_err());
         assert!(parse(args("frobnicate")).is_err());
         assert!(parse(args("show")).is_err());
         assert!(parse(args("")).is_err());

@@ -23,12 +23,13 @@ macro_rules! say {
 }
 
 mod app;
+mod audit;
 mod by_status;
 mod cli;
 mod demo;
 mod order;
 
-use std::process::ExitCode;
+use std::{process::ExitCode, sync::Arc};
 
 use app::{App, AppError, OrderView};
 use cli::{Action, Cli};
@@ -138,6 +139,13 @@ async fn run(cli: Cli) -> Result<(), AppError> {
                 }
                 say!("  {order}");
             }
+        }
+        Action::Audit { event_type, last } => {
+            audit::audit(app.repo.store().as_ref(), event_type.as_deref(), last).await?;
+        }
+        Action::Import => {
+            let count = audit::import(Arc::clone(app.repo.store())).await?;
+            say!("imported {count} document(s); a document imported before is stored once");
         }
         Action::List => {
             let ids = app.order_ids().await?;

@@ -27,6 +27,8 @@
 
 use futures::future::BoxFuture;
 
+pub use crate::prefix::TablePrefix;
+
 use crate::{
     consume::AppendSignal, Capabilities, Committed, Error, EventId, EventQuery, EventStream,
     PreparedAppend, ReadAll, ReadStream, RecordedEvent, Result, Snapshot, StreamId, Version,

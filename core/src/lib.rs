@@ -55,6 +55,7 @@ mod glob;
 mod ids;
 mod limits;
 mod policy;
+mod prefix;
 pub mod query;
 mod read;
 mod repository;

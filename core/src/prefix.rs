@@ -113,9 +113,21 @@ mod tests {
             assert!(TablePrefix::new(good).is_ok(), "{good}");
         }
         for bad in [
-            "1a", "A", "a-b", "a b", "a'b", "a\"b", "a;b", "é", "a\0", &"a".repeat(33),
+            "1a",
+            "A",
+            "a-b",
+            "a b",
+            "a'b",
+            "a\"b",
+            "a;b",
+            "é",
+            "a\0",
+            &"a".repeat(33),
         ] {
-            assert!(TablePrefix::new(bad).unwrap_err().is_invalid_input(), "{bad}");
+            assert!(
+                TablePrefix::new(bad).unwrap_err().is_invalid_input(),
+                "{bad}"
+            );
         }
     }
 
@@ -133,6 +145,9 @@ mod tests {
         assert_eq!(p.apply("events", &names), "x_events");
         assert_eq!(p.apply("é events é", &names), "é x_events é");
         let empty = TablePrefix::default();
-        assert!(matches!(empty.apply("events", &names), Cow::Borrowed("events")));
+        assert!(matches!(
+            empty.apply("events", &names),
+            Cow::Borrowed("events")
+        ));
     }
 }

@@ -1,0 +1,244 @@
+//! Queries on a 1,000,000-event log (issue 15 §6), SQLite and PostgreSQL:
+//!
+//! * `{backend}/query/type_last_day_{asc,desc}` — `EventQuery` for one event type
+//!   whose time is in the last day, first page of 100, ascending and descending;
+//! * `{backend}/get_by_source_id` — one event by its CloudEvents `(source, id)`;
+//! * a paired append pass: 100-event batches with and without CloudEvents
+//!   attributes (source, caller id, subject, time, one extension), alternating
+//!   round by round, median events/s of each and their ratio.
+//!
+//! Latency percentiles (p50/p99 over `RUNS` runs) print to stderr, beside
+//! criterion's means. The log spans 30 days, ten event types in turn; every
+//! twentieth event has a source and a caller id, a subject and a correlation id.
+//! `cargo bench -p annals-benches --bench queries` (`ANNALS_BENCH_QUERY_EVENTS`
+//! changes the log size; PostgreSQL is resolved like the tests').
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_wrap,
+    clippy::cast_possible_truncation,
+    clippy::cast_precision_loss,
+    clippy::cast_sign_loss,
+    clippy::indexing_slicing,
+    clippy::print_stderr
+)]
+
+use std::time::{Duration, Instant};
+
+use annals_benches::{events, runtime};
+use annals_core::{EventQuery, EventStore, ExpectedVersion, NewEvent, StreamId, Timestamp};
+use criterion::{criterion_group, criterion_main, Criterion};
+use futures::TryStreamExt;
+
+const RUNS: usize = 200;
+const DAY: i64 = 86_400_000_000;
+
+fn log_size() -> usize {
+    std::env::var("ANNALS_BENCH_QUERY_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+/// The `i`-th event of the log: type `type{i % 10}`, time spread over 30 days up
+/// to `now`; every 20th with source, caller id, subject and correlation id.
+fn logged(i: usize, total: usize, now: i64) -> NewEvent {
+    let time = now - 30 * DAY + (30 * DAY / total as i64) * i as i64;
+    let mut event = NewEvent::new(format!("type{}", i % 10), r#"{"n":1}"#)
+        .with_time(Timestamp::from_unix_micros(time));
+    if i % 20 == 7 {
+        event = event
+            .with_source(format!("/src/{}", i % 5))
+            .with_cloud_id(format!("E-{i}"))
+            .with_subject(format!("customer/{}", i % 1000));
+        event.metadata.correlation_id = Some(format!("req-{}", i % 5000));
+    }
+    event
+}
+
+async fn fill(store: &dyn EventStore, total: usize) -> i64 {
+    let now = Timestamp::now().as_unix_micros();
+    let start = Instant::now();
+    for batch in 0..total / 1000 {
+        let stream = StreamId::new(format!("s-{batch}")).unwrap();
+        let events = (batch * 1000..(batch + 1) * 1000)
+            .map(|i| logged(i, total, now))
+            .collect();
+        store
+            .append(&stream, ExpectedVersion::NoStream, events)
+            .await
+            .unwrap();
+    }
+    eprintln!(
+        "filled {total} events in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    now
+}
+
+fn percentiles(mut latencies: Vec<Duration>) -> (f64, f64) {
+    latencies.sort_unstable();
+    let at = |q: f64| {
+        let i = ((latencies.len() as f64 - 1.0) * q).round() as usize;
+        latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
+    (at(0.50), at(0.99))
+}
+
+fn last_day(now: i64, descending: bool) -> EventQuery {
+    let q = EventQuery::new()
+        .event_type("type3")
+        .time_from(Timestamp::from_unix_micros(now - DAY))
+        .limit(100);
+    if descending {
+        q.descending()
+    } else {
+        q
+    }
+}
+
+/// The latency pass and criterion groups for one store.
+fn measure(c: &mut Criterion, name: &str, rt: &tokio::runtime::Runtime, store: &dyn EventStore) {
+    let total = log_size();
+    let now = rt.block_on(fill(store, total));
+    let lookups: Vec<(String, String)> = (0..RUNS)
+        .map(|r| {
+            let i = (r * 7919 * 20 + 7) % total;
+            let i = i - i % 20 + 7;
+            (format!("/src/{}", i % 5), format!("E-{i}"))
+        })
+        .collect();
+    for (label, descending) in [("asc", false), ("desc", true)] {
+        let q = last_day(now, descending);
+        let mut latencies = Vec::with_capacity(RUNS);
+        for _ in 0..RUNS {
+            let start = Instant::now();
+            let page: Vec<_> = rt.block_on(store.query(q.clone()).try_collect()).unwrap();
+            latencies.push(start.elapsed());
+            assert_eq!(page.len(), 100);
+        }
+        let (p50, p99) = percentiles(latencies);
+        eprintln!("{name} type+last day, first 100, {label}: p50 {p50:.2} ms, p99 {p99:.2} ms");
+        c.bench_function(&format!("{name}/query/type_last_day_{label}"), |b| {
+            b.iter(|| {
+                let page: Vec<_> = rt.block_on(store.query(q.clone()).try_collect()).unwrap();
+                page.len()
+            });
+        });
+    }
+    let mut latencies = Vec::with_capacity(RUNS);
+    for (source, id) in &lookups {
+        let start = Instant::now();
+        rt.block_on(store.get_by_source_id(source, id)).unwrap();
+        latencies.push(start.elapsed());
+    }
+    let (p50, p99) = percentiles(latencies);
+    eprintln!("{name} get_by_source_id: p50 {p50:.3} ms, p99 {p99:.3} ms");
+    let mut next = 0;
+    c.bench_function(&format!("{name}/get_by_source_id"), |b| {
+        b.iter(|| {
+            let (source, id) = &lookups[next % lookups.len()];
+            next += 1;
+            rt.block_on(store.get_by_source_id(source, id)).unwrap()
+        });
+    });
+    paired_appends(name, rt, store);
+}
+
+/// 100-event batches with and without attributes, alternating in 7 rounds of 100
+/// batches; prints the median events/s of each and the median ratio.
+fn paired_appends(name: &str, rt: &tokio::runtime::Runtime, store: &dyn EventStore) {
+    const ROUNDS: usize = 7;
+    const BATCHES: usize = 100;
+    let attributed = |n: usize| -> Vec<NewEvent> {
+        let now = Timestamp::now();
+        events(100)
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                e.with_source("/shop/orders")
+                    .with_cloud_id(format!("A-{n}-{i}"))
+                    .with_subject(format!("customer/{i}"))
+                    .with_time(now)
+                    .with_extension("tenant", "acme")
+            })
+            .collect()
+    };
+    let (mut plain, mut rich, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let mut next = 0usize;
+    let run = |with: bool, next: &mut usize| -> f64 {
+        let inputs: Vec<_> = (0..BATCHES)
+            .map(|_| {
+                *next += 1;
+                let stream = StreamId::new(format!("append-{next}")).unwrap();
+                let batch = if with { attributed(*next) } else { events(100) };
+                (stream, batch)
+            })
+            .collect();
+        let start = Instant::now();
+        rt.block_on(async {
+            for (stream, batch) in inputs {
+                store
+                    .append(&stream, ExpectedVersion::NoStream, batch)
+                    .await
+                    .unwrap();
+            }
+        });
+        (BATCHES * 100) as f64 / start.elapsed().as_secs_f64()
+    };
+    for _ in 0..ROUNDS {
+        let p = run(false, &mut next);
+        let r = run(true, &mut next);
+        plain.push(p);
+        rich.push(r);
+        ratios.push(r / p);
+    }
+    for v in [&mut plain, &mut rich, &mut ratios] {
+        v.sort_by(f64::total_cmp);
+    }
+    eprintln!(
+        "{name} append100: plain {:.0} events/s, with attributes {:.0} events/s, ratio {:.2}x (rounds {:.2}..{:.2})",
+        plain[ROUNDS / 2],
+        rich[ROUNDS / 2],
+        ratios[ROUNDS / 2],
+        ratios[0],
+        ratios[ROUNDS - 1]
+    );
+}
+
+fn sqlite(c: &mut Criterion) {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let store = rt
+        .block_on(annals_sqlite::SqliteEventStore::open(
+            dir.path().join("q.db"),
+        ))
+        .unwrap();
+    measure(c, "sqlite", &rt, &store);
+}
+
+fn postgres(c: &mut Criterion) {
+    use annals_testing::postgres::{database_url, drop_schema, unique_schema_name};
+    let rt = runtime();
+    let url = rt.block_on(database_url());
+    let schema = unique_schema_name().replacen("annals_test_", "annals_bench_", 1);
+    let store = rt
+        .block_on(annals_postgres::PostgresEventStore::connect_with(
+            &url,
+            annals_postgres::PostgresOptions::new().schema(&schema),
+        ))
+        .unwrap();
+    measure(c, "postgres", &rt, &store);
+    rt.block_on(async {
+        store.pool().close().await;
+        drop_schema(&url, &schema).await;
+    });
+}
+
+criterion_group!(
+    name = benches;
+    config = Criterion::default().sample_size(50).measurement_time(Duration::from_secs(5));
+    targets = sqlite, postgres
+);
+criterion_main!(benches);

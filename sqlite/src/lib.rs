@@ -96,6 +96,10 @@ mod lease;
 mod open;
 mod options;
 mod outbox;
+// `query.rs` under another name: a module `query` would hide core's
+// `annals_sqlite::query` (re-exported above) from users.
+#[path = "query.rs"]
+mod pushdown;
 mod read;
 mod readers;
 mod row;
@@ -109,6 +113,8 @@ pub use checkpoint::SqliteCheckpoints;
 pub use lease::SqliteLeases;
 pub use open::{OpenError, SqliteEventStore};
 pub use options::{SqliteOptions, Synchronous};
+#[doc(hidden)]
+pub use pushdown::first_page_statement;
 /// The rusqlite this crate uses, re-exported for
 /// [`SqliteEventStore::commit_with`] and [`SqliteEventStore::write_with`], whose
 /// work runs on the store's rusqlite writer connection.

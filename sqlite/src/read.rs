@@ -19,7 +19,7 @@
 use std::{borrow::Cow, sync::Arc};
 
 use futures::{stream, StreamExt};
-use rusqlite::{params_from_iter, Connection, ToSql};
+use rusqlite::{params_from_iter, types::Value, Connection, ToSql};
 
 use crate::{
     backend,
@@ -37,7 +37,7 @@ pub(crate) const PAGE_BYTES: usize = 8 * 1024 * 1024;
 
 /// Which number of an event a read pages by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Key {
+pub(crate) enum Key {
     /// The stream version (`read_stream`).
     Version,
     /// The global position (`read_all`).
@@ -56,14 +56,17 @@ impl Key {
 /// What stays the same for every page of one read: the page query and the
 /// parameters after `?1` (start), `?2` (end) and `?3` (row limit).
 #[derive(Debug)]
-struct Scan {
-    sql: Cow<'static, str>,
-    args: Vec<String>,
+pub(crate) struct Scan {
+    pub(crate) sql: Cow<'static, str>,
+    pub(crate) args: Vec<Value>,
+    /// Whether the query ends with `OFFSET ?n`, `?n` the parameter after `args`:
+    /// the pager binds the read's offset on the first page and 0 on the others.
+    pub(crate) offset: bool,
 }
 
 /// Where a paged read is: the range still to read, and how many events it may
 /// still return.
-struct Pager {
+pub(crate) struct Pager {
     readers: Arc<RusqliteReaders>,
     scan: Arc<Scan>,
     key: Key,
@@ -72,6 +75,8 @@ struct Pager {
     start: i64,
     end: i64,
     remaining: u64,
+    /// Matching events the next page skips first (only the first page skips).
+    skip: u64,
     done: bool,
     /// The next page, already being fetched while the caller handles this one.
     ahead: Option<tokio::task::JoinHandle<Result<Page>>>,
@@ -98,10 +103,11 @@ async fn fetch(
     start: i64,
     end: i64,
     rows: usize,
+    skip: u64,
 ) -> Result<Page> {
     readers
         .run("reading events", move |conn| {
-            fetch_page(conn, &scan, start, end, rows)
+            fetch_page(conn, &scan, start, end, rows, skip)
         })
         .await
 }
@@ -113,7 +119,7 @@ fn bound(value: u64) -> i64 {
 }
 
 impl Pager {
-    fn new(
+    pub(crate) fn new(
         store: &SqliteEventStore,
         scan: Scan,
         key: Key,
@@ -130,9 +136,16 @@ impl Pager {
             start,
             end,
             remaining: limit.unwrap_or(u64::MAX),
+            skip: 0,
             done: start >= end || limit == Some(0),
             ahead: None,
         }
+    }
+
+    /// Skips the first `offset` matching events (the scan must end with `OFFSET`).
+    pub(crate) fn skipping(mut self, offset: u64) -> Self {
+        self.skip = offset;
+        self
     }
 
     /// Rows the next page may return.
@@ -157,11 +170,13 @@ impl Pager {
                     self.start,
                     self.end,
                     rows,
+                    self.skip,
                 )
                 .await?
             }
         };
         self.done = last;
+        self.skip = 0;
         if let Some(event) = page.last() {
             let key = backend::to_i64(self.key.of(event), "stored key")?;
             match self.direction {
@@ -180,12 +195,13 @@ impl Pager {
                 self.start,
                 self.end,
                 self.page_rows(),
+                0,
             )));
         }
         Ok(page)
     }
 
-    fn into_stream(self) -> EventStream<'static> {
+    pub(crate) fn into_stream(self) -> EventStream<'static> {
         stream::unfold(self, |mut pager| async move {
             if pager.done {
                 return None;
@@ -207,8 +223,9 @@ impl Pager {
     }
 }
 
-/// Runs one page of `scan` over `start..end` on `conn`: at most `rows` rows,
-/// stopping early after [`PAGE_BYTES`] of payload. Runs on a blocking thread (see
+/// Runs one page of `scan` over `start..end` on `conn`: at most `rows` rows after
+/// skipping `skip` (if the scan has an offset), stopping early after
+/// [`PAGE_BYTES`] of payload. Runs on a blocking thread (see
 /// [`RusqliteReaders`]). The flag is true if this is the last page (it came back
 /// short).
 fn fetch_page(
@@ -217,13 +234,17 @@ fn fetch_page(
     start: i64,
     end: i64,
     rows: usize,
+    skip: u64,
 ) -> Result<(Vec<RecordedEvent>, bool)> {
     let what = "reading events";
     let limit = i64::try_from(rows).unwrap_or(i64::MAX);
+    let skip = bound(skip);
     let fixed: [&dyn ToSql; 3] = [&start, &end, &limit];
+    let offset: Option<&dyn ToSql> = scan.offset.then_some(&skip);
     let args = fixed
         .into_iter()
-        .chain(scan.args.iter().map(|a| a as &dyn ToSql));
+        .chain(scan.args.iter().map(|a| a as &dyn ToSql))
+        .chain(offset);
     let mut statement = conn
         .prepare_cached(&scan.sql)
         .map_err(|e| Error::backend(what, e))?;
@@ -250,7 +271,8 @@ impl SqliteEventStore {
     pub(crate) fn stream_events(&self, read: &ReadStream) -> EventStream<'static> {
         let scan = Scan {
             sql: Cow::Borrowed(sql::stream_page(read.direction())),
-            args: vec![read.stream().as_str().to_owned()],
+            args: vec![Value::Text(read.stream().as_str().to_owned())],
+            offset: false,
         };
         Pager::new(
             self,
@@ -269,7 +291,8 @@ impl SqliteEventStore {
         let (sql, args) = sql::log_page(read.direction(), read.selection());
         let scan = Scan {
             sql: Cow::Owned(sql),
-            args,
+            args: args.into_iter().map(Value::Text).collect(),
+            offset: false,
         };
         Pager::new(
             self,

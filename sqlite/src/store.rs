@@ -1,13 +1,14 @@
 //! The [`Backend`] implementation of [`SqliteEventStore`]: it only forwards to
-//! `append.rs`, `read.rs` and `snapshot.rs`. Core's blanket implementation makes it
-//! an [`EventStore`](crate::EventStore) (validation, tracing, empty reads).
+//! `append.rs`, `read.rs`, `query.rs` and `snapshot.rs`. Core's blanket
+//! implementation makes it an [`EventStore`](crate::EventStore) (validation,
+//! tracing, empty reads).
 
 use futures::{future::BoxFuture, FutureExt};
 
 use crate::{
-    backend::Backend, consume::AppendSignal, Capabilities, Committed, EventId, EventStream,
-    PreparedAppend, ReadAll, ReadStream, RecordedEvent, Result, Snapshot, SqliteEventStore,
-    StreamId, Version,
+    backend::Backend, consume::AppendSignal, Capabilities, Committed, EventId, EventQuery,
+    EventStream, PreparedAppend, ReadAll, ReadStream, RecordedEvent, Result, Snapshot,
+    SqliteEventStore, StreamId, Version,
 };
 
 impl Backend for SqliteEventStore {
@@ -27,6 +28,11 @@ impl Backend for SqliteEventStore {
 
     fn scan_all(&self, read: ReadAll) -> EventStream<'_> {
         self.log_events(&read)
+    }
+
+    /// Every filter in SQL, on the indexes of migration 0003 (see `query.rs`).
+    fn query(&self, query: EventQuery) -> EventStream<'_> {
+        self.query_events(&query)
     }
 
     fn head_version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Version>> {

@@ -55,7 +55,7 @@ pub(crate) const MAX_BATCH_EVENTS: usize = (1 << 20) - 1;
 /// How often an append is tried again after losing a race to a concurrent append
 /// while its expectations still allow it (`Any`, `StreamExists`). Each lost race
 /// means another append committed; the operation timeout bounds the whole call.
-const MAX_ATTEMPTS: usize = 256;
+pub(crate) const MAX_ATTEMPTS: usize = 256;
 
 /// The event type of guard rows (never visible: deleted before commit).
 const GUARD_TYPE: &str = "$annals.guard";
@@ -79,7 +79,7 @@ fn metadata_of(part: &PreparedPart) -> Result<Vec<String>> {
 
 /// Builds the result of a write: core's plan for the versions the write started
 /// from (it must be a write: the database checked the same expectations).
-fn committed(
+pub(crate) fn committed(
     append: &PreparedAppend,
     stored: &[RecordedEvent],
     version_of: impl FnMut(&StreamId) -> Version,
@@ -92,12 +92,12 @@ fn committed(
 }
 
 /// What core ruled after a failed attempt: return this, or try again.
-enum Ruling {
+pub(crate) enum Ruling {
     Return(Committed),
     Retry,
 }
 
-fn rule(
+pub(crate) fn rule(
     append: &PreparedAppend,
     stored: &[RecordedEvent],
     version_of: impl FnMut(&StreamId) -> Version,
@@ -109,7 +109,7 @@ fn rule(
     }
 }
 
-fn gave_up(what: &str) -> Error {
+pub(crate) fn gave_up(what: &str) -> Error {
     Error::backend(
         format!("appending to {what} kept racing with concurrent appends"),
         format!("gave up after {MAX_ATTEMPTS} attempts"),
@@ -144,8 +144,141 @@ struct Rows<'a> {
     metadata: Vec<String>,
 }
 
-/// What one multi-stream attempt found.
-enum Many {
+/// One request's multi-stream statement: every stream it checks, with the
+/// version range each expectation allows, and every row it inserts (events, then
+/// guard rows), as the statement's parameters.
+pub(crate) struct Batch<'a> {
+    append: &'a PreparedAppend,
+    checked: Vec<(&'a StreamId, ExpectedVersion)>,
+    streams: Vec<&'a str>,
+    lo: Vec<i64>,
+    hi: Vec<i64>,
+    rows: Rows<'a>,
+    guard_ids: Vec<sqlx::types::Uuid>,
+    /// Rows inserted: events and guard rows.
+    total: usize,
+}
+
+impl<'a> Batch<'a> {
+    /// The statement's parameters for `append`, which has at least one event.
+    pub(crate) fn new(append: &'a PreparedAppend) -> Result<Self> {
+        let parts = append.parts();
+        let conditions = append.conditions();
+        // Every stream the request names, with the range its expectation allows.
+        let checked: Vec<(&StreamId, ExpectedVersion)> = parts
+            .iter()
+            .map(|p| (p.stream(), p.expected()))
+            .chain(conditions.iter().map(|c| (c.stream(), c.expected())))
+            .collect();
+        // Streams the request only reads but whose version it depends on: a
+        // condition, or an empty part, expecting anything but `Any`.
+        let guarded: Vec<&StreamId> = parts
+            .iter()
+            .filter(|p| p.events().is_empty())
+            .map(|p| (p.stream(), p.expected()))
+            .chain(conditions.iter().map(|c| (c.stream(), c.expected())))
+            .filter(|(_, expected)| *expected != ExpectedVersion::Any)
+            .map(|(stream, _)| stream)
+            .collect();
+        let total = append.event_count() + guarded.len();
+        if total > MAX_BATCH_EVENTS {
+            return Err(Error::invalid_input(format!(
+                "the append has {} events and {} read-only streams to hold; PostgreSQL takes at most \
+                 {MAX_BATCH_EVENTS} of them together in one append — split it",
+                append.event_count(),
+                guarded.len()
+            )));
+        }
+        let mut rows = Rows::default();
+        let mut slot = 0_i64;
+        for part in parts {
+            let metadata = metadata_of(part)?;
+            for ((event, metadata), offset) in part.events().iter().zip(metadata).zip(1_i64..) {
+                slot += 1;
+                rows.stream.push(part.stream().as_str());
+                rows.offset.push(offset);
+                rows.slot.push(slot);
+                rows.id.push(*event.id.as_uuid());
+                rows.event_type.push(&event.event_type);
+                rows.content_type.push(&event.content_type);
+                rows.payload.push(&event.payload);
+                rows.metadata.push(metadata);
+            }
+        }
+        let mut guard_ids = Vec::with_capacity(guarded.len());
+        for stream in &guarded {
+            slot += 1;
+            let id = *EventId::new().as_uuid();
+            guard_ids.push(id);
+            rows.stream.push(stream.as_str());
+            rows.offset.push(1);
+            rows.slot.push(slot);
+            rows.id.push(id);
+            rows.event_type.push(GUARD_TYPE);
+            rows.content_type.push("application/octet-stream");
+            rows.payload.push(&[]);
+            rows.metadata.push("{}".to_owned());
+        }
+        let streams: Vec<&str> = checked.iter().map(|(s, _)| s.as_str()).collect();
+        let (lo, hi): (Vec<i64>, Vec<i64>) = checked.iter().map(|(_, e)| version_range(*e)).unzip();
+        Ok(Batch {
+            append,
+            checked,
+            streams,
+            lo,
+            hi,
+            rows,
+            guard_ids,
+            total,
+        })
+    }
+
+    /// Rows the statement inserts (events and guard rows).
+    pub(crate) fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Every stream the request checks.
+    pub(crate) fn checked_streams(&self) -> Vec<&'a StreamId> {
+        self.checked.iter().map(|(s, _)| *s).collect()
+    }
+
+    /// Moves every row's slot in the transaction's position range up by `by`:
+    /// for a transaction that already stored `by` rows (an append inside the
+    /// caller's transaction, `outbox.rs`).
+    pub(crate) fn shift_slots(&mut self, by: i64) {
+        for slot in &mut self.rows.slot {
+            *slot += by;
+        }
+    }
+
+    /// The result of a statement that wrote: `versions` of the checked streams
+    /// before it, and the positions of every row it inserted.
+    pub(crate) fn committed(
+        &self,
+        versions: &HashMap<String, Version>,
+        mut positions: Vec<Position>,
+    ) -> Result<Committed> {
+        if positions.len() != self.total {
+            return Err(Error::backend(
+                "appending events",
+                format!(
+                    "the database stored {} of {} rows in one statement",
+                    positions.len(),
+                    self.total
+                ),
+            ));
+        }
+        // Positions follow the slot offsets: the events' come first, in request
+        // order, then the (deleted) guard rows'.
+        positions.sort_unstable();
+        positions.truncate(self.append.event_count());
+        committed(self.append, &[], |s| version_in(versions, s), &positions)
+    }
+}
+
+/// What one multi-stream statement found.
+pub(crate) enum Many {
     /// Written: every checked stream's version before, and every row's position.
     Done(HashMap<String, Version>, Vec<Position>),
     /// Nothing written: some expectation did not hold on these versions.
@@ -300,93 +433,17 @@ impl PostgresEventStore {
 
     /// Several streams, conditions, or an empty part.
     async fn append_to_many(&self, append: &PreparedAppend) -> Result<Committed> {
-        let parts = append.parts();
-        let conditions = append.conditions();
-        // Every stream the request names, with the range its expectation allows.
-        let checked: Vec<(&StreamId, ExpectedVersion)> = parts
-            .iter()
-            .map(|p| (p.stream(), p.expected()))
-            .chain(conditions.iter().map(|c| (c.stream(), c.expected())))
-            .collect();
         if append.event_count() == 0 {
             // Nothing to write: the expectations are checked on one snapshot.
-            let names: Vec<&StreamId> = checked.iter().map(|(s, _)| *s).collect();
+            let names: Vec<&StreamId> = append.streams().collect();
             let versions = self.stream_versions(&names).await?;
             return committed(append, &[], |s| version_in(&versions, s), &[]);
         }
-        // Streams the request only reads but whose version it depends on: a
-        // condition, or an empty part, expecting anything but `Any`.
-        let guarded: Vec<&StreamId> = parts
-            .iter()
-            .filter(|p| p.events().is_empty())
-            .map(|p| (p.stream(), p.expected()))
-            .chain(conditions.iter().map(|c| (c.stream(), c.expected())))
-            .filter(|(_, expected)| *expected != ExpectedVersion::Any)
-            .map(|(stream, _)| stream)
-            .collect();
-        let total = append.event_count() + guarded.len();
-        if total > MAX_BATCH_EVENTS {
-            return Err(Error::invalid_input(format!(
-                "the append has {} events and {} read-only streams to hold; PostgreSQL takes at most \
-                 {MAX_BATCH_EVENTS} of them together in one append — split it",
-                append.event_count(),
-                guarded.len()
-            )));
-        }
-        let mut rows = Rows::default();
-        let mut slot = 0_i64;
-        for part in parts {
-            let metadata = metadata_of(part)?;
-            for ((event, metadata), offset) in part.events().iter().zip(metadata).zip(1_i64..) {
-                slot += 1;
-                rows.stream.push(part.stream().as_str());
-                rows.offset.push(offset);
-                rows.slot.push(slot);
-                rows.id.push(*event.id.as_uuid());
-                rows.event_type.push(&event.event_type);
-                rows.content_type.push(&event.content_type);
-                rows.payload.push(&event.payload);
-                rows.metadata.push(metadata);
-            }
-        }
-        let mut guard_ids = Vec::with_capacity(guarded.len());
-        for stream in &guarded {
-            slot += 1;
-            let id = *EventId::new().as_uuid();
-            guard_ids.push(id);
-            rows.stream.push(stream.as_str());
-            rows.offset.push(1);
-            rows.slot.push(slot);
-            rows.id.push(id);
-            rows.event_type.push(GUARD_TYPE);
-            rows.content_type.push("application/octet-stream");
-            rows.payload.push(&[]);
-            rows.metadata.push("{}".to_owned());
-        }
-        let streams: Vec<&str> = checked.iter().map(|(s, _)| s.as_str()).collect();
-        let (lo, hi): (Vec<i64>, Vec<i64>) = checked.iter().map(|(_, e)| version_range(*e)).unzip();
+        let batch = Batch::new(append)?;
         let mut checked_ids = false;
         for _ in 0..MAX_ATTEMPTS {
-            let attempt = self
-                .try_append_many(&streams, &lo, &hi, &rows, &guard_ids)
-                .await?;
-            let (versions, refused) = match attempt {
-                Many::Done(versions, mut positions) => {
-                    if positions.len() != total {
-                        return Err(Error::backend(
-                            "appending events",
-                            format!(
-                                "the database stored {} of {total} rows in one statement",
-                                positions.len()
-                            ),
-                        ));
-                    }
-                    // Positions follow the slot offsets: the events' come first,
-                    // in request order, then the (deleted) guard rows'.
-                    positions.sort_unstable();
-                    positions.truncate(append.event_count());
-                    return committed(append, &[], |s| version_in(&versions, s), &positions);
-                }
+            let (versions, refused) = match self.try_append_many(&batch).await? {
+                Many::Done(versions, positions) => return batch.committed(&versions, positions),
                 Many::Retry => continue,
                 Many::Refused(versions) => (Some(versions), true),
                 Many::IdTaken => (None, false),
@@ -399,36 +456,23 @@ impl PostgresEventStore {
             };
             let versions = match versions {
                 Some(versions) => versions,
-                None => {
-                    let names: Vec<&StreamId> = checked.iter().map(|(s, _)| *s).collect();
-                    self.stream_versions(&names).await?
-                }
+                None => self.stream_versions(&batch.checked_streams()).await?,
             };
             if let Ruling::Return(result) = rule(append, &stored, |s| version_in(&versions, s))? {
                 return Ok(result);
             }
         }
-        Err(gave_up(&format!("{} streams", checked.len())))
+        Err(gave_up(&format!("{} streams", batch.checked.len())))
     }
 
     /// One multi-stream attempt: the statement, on its own (autocommit) when there
     /// are no guard rows, else in a transaction that deletes them before COMMIT.
-    async fn try_append_many(
-        &self,
-        streams: &[&str],
-        lo: &[i64],
-        hi: &[i64],
-        rows: &Rows<'_>,
-        guard_ids: &[sqlx::types::Uuid],
-    ) -> Result<Many> {
+    async fn try_append_many(&self, batch: &Batch<'_>) -> Result<Many> {
         let inner = self.inner();
         // Guard rows are deleted before COMMIT: those appends need a transaction.
-        let mut session = inner.write_session(!guard_ids.is_empty()).await?;
+        let mut session = inner.write_session(!batch.guard_ids.is_empty()).await?;
         let result = match session.conn() {
-            Ok(conn) => {
-                self.many_statement(conn, streams, lo, hi, rows, guard_ids)
-                    .await
-            }
+            Ok(conn) => self.many_statement(conn, batch).await,
             Err(e) => Err(e),
         };
         let result = match result {
@@ -442,50 +486,32 @@ impl PostgresEventStore {
             }
             other => session.finish(other).await,
         };
-        let result = match result {
-            Ok(result) => result,
-            Err(err) => {
-                return match classify_write(err, inner.options.operation_timeout) {
-                    WriteFailure::VersionTaken | WriteFailure::Retry => Ok(Many::Retry),
-                    WriteFailure::IdTaken => Ok(Many::IdTaken),
-                    WriteFailure::Other(e) => Err(e),
-                }
-            }
-        };
-        let (versions, positions) = result;
-        let versions = versions
-            .into_iter()
-            .map(|(stream, v)| Ok((stream, Version::new(from_i64(v, "version")?))))
-            .collect::<Result<HashMap<_, _>>>()?;
-        if positions.is_empty() {
-            return Ok(Many::Refused(versions));
+        match result {
+            Ok(result) => many_found(result),
+            Err(err) => match classify_write(err, inner.options.operation_timeout) {
+                WriteFailure::VersionTaken | WriteFailure::Retry => Ok(Many::Retry),
+                WriteFailure::IdTaken => Ok(Many::IdTaken),
+                WriteFailure::Other(e) => Err(e),
+            },
         }
-        let positions = positions
-            .into_iter()
-            .map(|p| from_i64(p, "position").map(Position::new))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Many::Done(versions, positions))
     }
 
-    /// Runs the multi-stream statement: `(stream, version)` of every checked
-    /// stream and the positions of the inserted rows (none when refused); then,
-    /// if it wrote, deletes the guard rows (the caller's session is a
-    /// transaction when there are any, and commits or rolls back).
-    async fn many_statement(
+    /// Runs the multi-stream statement on `conn`: `(stream, version)` of every
+    /// checked stream and the positions of the inserted rows (none when
+    /// refused); then, if it wrote, deletes the guard rows (`conn` is in a
+    /// transaction when there are any, which its owner commits or rolls back).
+    pub(crate) async fn many_statement(
         &self,
         conn: &mut PgConnection,
-        streams: &[&str],
-        lo: &[i64],
-        hi: &[i64],
-        rows: &Rows<'_>,
-        guard_ids: &[sqlx::types::Uuid],
+        batch: &Batch<'_>,
     ) -> sqlx::Result<(Vec<(String, i64)>, Vec<i64>)> {
         let inner = self.inner();
+        let rows = &batch.rows;
         let result: Vec<PgRow> = sqlx::query(inner.queries.append_many())
             .persistent(inner.prepared())
-            .bind(streams)
-            .bind(lo)
-            .bind(hi)
+            .bind(&batch.streams)
+            .bind(&batch.lo)
+            .bind(&batch.hi)
             .bind(&rows.stream)
             .bind(&rows.offset)
             .bind(&rows.slot)
@@ -496,7 +522,7 @@ impl PostgresEventStore {
             .bind(&rows.metadata)
             .fetch_all(&mut *conn)
             .await?;
-        let mut versions = Vec::with_capacity(streams.len());
+        let mut versions = Vec::with_capacity(batch.streams.len());
         let mut positions = Vec::with_capacity(rows.stream.len());
         for row in &result {
             match row.try_get::<Option<String>, _>(0)? {
@@ -504,10 +530,10 @@ impl PostgresEventStore {
                 None => positions.push(row.try_get::<i64, _>(2)?),
             }
         }
-        if !positions.is_empty() && !guard_ids.is_empty() {
+        if !positions.is_empty() && !batch.guard_ids.is_empty() {
             sqlx::query(inner.queries.delete_guards())
                 .persistent(inner.prepared())
-                .bind(guard_ids)
+                .bind(&batch.guard_ids)
                 .execute(&mut *conn)
                 .await?;
         }
@@ -517,18 +543,37 @@ impl PostgresEventStore {
     /// The stored events that have one of the request's ids.
     async fn events_by_ids(&self, append: &PreparedAppend) -> Result<Vec<RecordedEvent>> {
         let inner = self.inner();
-        let ids: Vec<sqlx::types::Uuid> = append.event_ids().map(|id| *id.as_uuid()).collect();
+        let ids = ids_of(append);
         let doing = "looking up event ids";
-        let rows = on_session!(inner, doing, |conn| sqlx::query(
-            inner.queries.events_by_ids()
-        )
-        .persistent(inner.prepared())
-        .bind(ids)
-        .fetch_all(conn))?;
-        let mut streams = StreamCache::default();
-        rows.iter()
-            .map(|row| decode_event(row, &mut streams))
-            .collect()
+        let rows = on_session!(inner, doing, |conn| self.events_by_ids_query(conn, &ids))?;
+        decode_events(&rows)
+    }
+
+    /// [`events_by_ids`](Self::events_by_ids) on `conn` (in the caller's
+    /// transaction: its own uncommitted events count).
+    pub(crate) async fn events_by_ids_in(
+        &self,
+        conn: &mut PgConnection,
+        append: &PreparedAppend,
+    ) -> Result<Vec<RecordedEvent>> {
+        let rows = self
+            .events_by_ids_query(conn, &ids_of(append))
+            .await
+            .map_err(|e| self.inner().map_err(e, "looking up event ids"))?;
+        decode_events(&rows)
+    }
+
+    async fn events_by_ids_query(
+        &self,
+        conn: &mut PgConnection,
+        ids: &[sqlx::types::Uuid],
+    ) -> sqlx::Result<Vec<PgRow>> {
+        let inner = self.inner();
+        sqlx::query(inner.queries.events_by_ids())
+            .persistent(inner.prepared())
+            .bind(ids)
+            .fetch_all(conn)
+            .await
     }
 
     /// Several streams' versions, from one snapshot.
@@ -536,29 +581,84 @@ impl PostgresEventStore {
         let inner = self.inner();
         let names: Vec<&str> = streams.iter().map(|s| s.as_str()).collect();
         let doing = "reading stream versions";
-        let rows = on_session!(inner, doing, |conn| sqlx::query(
-            inner.queries.stream_versions()
-        )
-        .persistent(inner.prepared())
-        .bind(names)
-        .fetch_all(conn))?;
-        rows.iter()
-            .map(|row| {
-                let stream: String = row
-                    .try_get(0)
-                    .map_err(|e| Error::backend("decoding a stream version", e))?;
-                let version: i64 = row
-                    .try_get(1)
-                    .map_err(|e| Error::backend("decoding a stream version", e))?;
-                Ok((stream, Version::new(from_i64(version, "version")?)))
-            })
-            .collect()
+        let rows = on_session!(inner, doing, |conn| self
+            .stream_versions_query(conn, &names))?;
+        decode_versions(&rows)
     }
+
+    /// [`stream_versions`](Self::stream_versions) on `conn` (in the caller's
+    /// transaction: its own uncommitted events count).
+    pub(crate) async fn stream_versions_in(
+        &self,
+        conn: &mut PgConnection,
+        streams: &[&StreamId],
+    ) -> Result<HashMap<String, Version>> {
+        let names: Vec<&str> = streams.iter().map(|s| s.as_str()).collect();
+        let rows = self
+            .stream_versions_query(conn, &names)
+            .await
+            .map_err(|e| self.inner().map_err(e, "reading stream versions"))?;
+        decode_versions(&rows)
+    }
+
+    async fn stream_versions_query(
+        &self,
+        conn: &mut PgConnection,
+        names: &[&str],
+    ) -> sqlx::Result<Vec<PgRow>> {
+        let inner = self.inner();
+        sqlx::query(inner.queries.stream_versions())
+            .persistent(inner.prepared())
+            .bind(names)
+            .fetch_all(conn)
+            .await
+    }
+}
+
+/// What the multi-stream statement's result means: written or refused.
+pub(crate) fn many_found((versions, positions): (Vec<(String, i64)>, Vec<i64>)) -> Result<Many> {
+    let versions = versions
+        .into_iter()
+        .map(|(stream, v)| Ok((stream, Version::new(from_i64(v, "version")?))))
+        .collect::<Result<HashMap<_, _>>>()?;
+    if positions.is_empty() {
+        return Ok(Many::Refused(versions));
+    }
+    let positions = positions
+        .into_iter()
+        .map(|p| from_i64(p, "position").map(Position::new))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Many::Done(versions, positions))
+}
+
+fn ids_of(append: &PreparedAppend) -> Vec<sqlx::types::Uuid> {
+    append.event_ids().map(|id| *id.as_uuid()).collect()
+}
+
+fn decode_events(rows: &[PgRow]) -> Result<Vec<RecordedEvent>> {
+    let mut streams = StreamCache::default();
+    rows.iter()
+        .map(|row| decode_event(row, &mut streams))
+        .collect()
+}
+
+fn decode_versions(rows: &[PgRow]) -> Result<HashMap<String, Version>> {
+    rows.iter()
+        .map(|row| {
+            let stream: String = row
+                .try_get(0)
+                .map_err(|e| Error::backend("decoding a stream version", e))?;
+            let version: i64 = row
+                .try_get(1)
+                .map_err(|e| Error::backend("decoding a stream version", e))?;
+            Ok((stream, Version::new(from_i64(version, "version")?)))
+        })
+        .collect()
 }
 
 /// A stream's version in a map read from the database (`ZERO` if absent, which
 /// only happens for a stream the map was not read for).
-fn version_in(versions: &HashMap<String, Version>, stream: &StreamId) -> Version {
+pub(crate) fn version_in(versions: &HashMap<String, Version>, stream: &StreamId) -> Version {
     versions
         .get(stream.as_str())
         .copied()

@@ -105,6 +105,7 @@ mod error;
 mod lease;
 mod notify;
 mod options;
+mod outbox;
 mod read;
 mod row;
 mod send;

@@ -125,6 +125,12 @@ impl Notifications {
         }
     }
 
+    /// The channel to `NOTIFY` from inside a caller's transaction
+    /// (`outbox.rs`), if notifications are on.
+    pub(crate) fn channel_if_enabled(&self) -> Option<&str> {
+        self.enabled.then_some(self.channel.as_str())
+    }
+
     /// Starts listening (once) so that other processes' appends notify `signal`.
     pub(crate) fn listen(&self, pool: &PgPool, signal: &AppendSignal) {
         if !self.enabled {

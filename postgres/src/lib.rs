@@ -79,6 +79,11 @@
 //! ending short. The full argument, and what it
 //! costs, is in `docs/backends/postgres.md`.
 //!
+//! **Searching.** [`EventStore::query`] runs every filter of an [`EventQuery`]
+//! (types, CloudEvents sources and subjects, correlation id, time and position
+//! ranges) in SQL, one statement per filter shape, on the indexes of migration
+//! 0004; ascending queries are gap-safe like `read_all`.
+//!
 //! **Time bounds.** Every call is bounded by [`PostgresOptions::operation_timeout`]
 //! on the client and (for pools the store builds) by a server-side
 //! `statement_timeout`; both surface as [`Error::Timeout`], so a frozen server
@@ -102,6 +107,7 @@ mod append;
 mod checkpoint;
 mod connect;
 mod error;
+mod event_query;
 mod lease;
 mod notify;
 mod options;
@@ -125,6 +131,11 @@ pub use options::PostgresOptions;
 /// (`postgres/tests/plans.rs`); not part of the API.
 #[doc(hidden)]
 pub use sql::read_statements as __read_statements;
+
+/// The first-page statement of an [`EventQuery`] with its parameter types, for
+/// the plan tests (`postgres/tests/queries.rs`); not part of the API.
+#[doc(hidden)]
+pub use event_query::query_statement as __query_statement;
 
 /// The sqlx types this crate's API mentions ([`PgPool`](sqlx::PgPool),
 /// [`PgConnectOptions`](sqlx::postgres::PgConnectOptions)), re-exported so you

@@ -11,7 +11,7 @@ use annals_core::{
     Direction, EventId, EventStream, ReadAll, ReadStream, RecordedEvent, Result, StreamId, Version,
 };
 use futures::{stream, StreamExt, TryStreamExt};
-use sqlx::Row;
+use sqlx::{postgres::PgArguments, query::Query, Postgres, Row, SqlStr};
 
 use crate::session::on_session;
 use crate::{
@@ -90,6 +90,12 @@ struct Cursor {
     done: bool,
     base: u32,
     page: u32,
+    /// Matching rows to skip before the first returned one (an
+    /// [`EventQuery`](annals_core::EventQuery)'s offset); 0 once a page returned
+    /// events.
+    skip: u64,
+    /// No page has returned events yet.
+    first: bool,
 }
 
 impl Cursor {
@@ -110,6 +116,8 @@ impl Cursor {
             done: start >= end,
             base: page_size.max(1),
             page: page_size.max(1),
+            skip: 0,
+            first: true,
         })
     }
 
@@ -144,6 +152,8 @@ impl Cursor {
             Direction::Backward => self.end = last,
         }
         self.remaining = self.remaining.saturating_sub(returned as u64);
+        self.skip = 0;
+        self.first = false;
         Ok(())
     }
 }
@@ -262,6 +272,46 @@ impl LogFilter {
     }
 }
 
+/// A statement being built with its bind values.
+pub(crate) type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
+
+/// What a paged read of the log selects: `read_all`'s [`LogFilter`], or an
+/// [`EventQuery`](annals_core::EventQuery) (`event_query.rs`). Its statements take the
+/// positions `[$1, $2)` and the page length `$3` and return [`EVENT_COLUMNS`],
+/// then the `safe` flag and the `horizon` of `read_all_sql` (`sql.rs`), in
+/// position order for the direction; [`read_log`] binds the first three
+/// parameters, the selection the rest.
+///
+/// [`EVENT_COLUMNS`]: crate::row::EVENT_COLUMNS
+pub(crate) trait LogSelect: Clone + Send + Sync {
+    /// The statement for a page in this direction, skipping `skip` matching rows
+    /// first when `skip > 0`; `first`: no page has returned events yet.
+    fn statement(&self, inner: &Inner, backward: bool, skip: u64, first: bool) -> SqlStr;
+
+    /// Binds the statement's parameters after `$3`.
+    fn bind<'q>(&self, query: PgQuery<'q>, skip: u64) -> PgQuery<'q>;
+}
+
+impl LogSelect for LogFilter {
+    fn statement(&self, inner: &Inner, backward: bool, _skip: u64, _first: bool) -> SqlStr {
+        inner.queries.read_all(self.shape(), backward)
+    }
+
+    fn bind<'q>(&self, mut query: PgQuery<'q>, _skip: u64) -> PgQuery<'q> {
+        // In the order of the shape's parameters (`LogShape::terms`).
+        if !self.event_types.is_empty() {
+            query = query.bind(&self.event_types);
+        }
+        if let Some(prefix) = &self.prefix {
+            query = query.bind(prefix.as_str());
+        }
+        if let Some(regex) = &self.regex {
+            query = query.bind(regex.as_str());
+        }
+        query
+    }
+}
+
 /// First and longest pause while waiting for committed rows to become safe.
 const SETTLE_POLL_MIN: Duration = Duration::from_millis(1);
 const SETTLE_POLL_MAX: Duration = Duration::from_millis(25);
@@ -302,14 +352,27 @@ enum Stall {
 /// Events committed after the read started may be left for the next read.
 pub(crate) fn read_all<'a>(inner: &'a Inner, read: &ReadAll) -> EventStream<'a> {
     let filter = LogFilter::new(read);
-    let cursor = Cursor::new(
-        read.positions(),
-        read.max_events(),
-        read.direction(),
-        inner.options.page_size,
-    )
-    .map(|mut c| {
-        c.done |= filter.matches_nothing;
+    let range = if filter.matches_nothing {
+        0..0
+    } else {
+        read.positions()
+    };
+    read_log(inner, range, read.max_events(), read.direction(), 0, filter)
+}
+
+/// The paged, gap-safe read behind [`read_all`] and `EventQuery`s (`event_query.rs`):
+/// the rows `filter` selects with positions in `range`, in `direction`, at most
+/// `limit`, after skipping `skip` of them; see [`read_all`] for the guarantees.
+pub(crate) fn read_log<'a, F: LogSelect + 'a>(
+    inner: &'a Inner,
+    range: Range<u64>,
+    limit: Option<u64>,
+    direction: Direction,
+    skip: u64,
+    filter: F,
+) -> EventStream<'a> {
+    let cursor = Cursor::new(range, limit, direction, inner.options.page_size).map(|mut c| {
+        c.skip = skip;
         c
     });
     // The first statement's horizon: rows at or above it committed after the
@@ -467,29 +530,25 @@ async fn blocker(inner: &Inner) -> Option<Blocker> {
 }
 
 /// Reads one page of the log.
-async fn log_page(inner: &Inner, cursor: &Cursor, filter: &LogFilter, want: i64) -> Result<Page> {
+async fn log_page<F: LogSelect>(
+    inner: &Inner,
+    cursor: &Cursor,
+    filter: &F,
+    want: i64,
+) -> Result<Page> {
     let backward = cursor.direction == Direction::Backward;
-    let sql = inner.queries.read_all(filter.shape(), backward);
+    let sql = filter.statement(inner, backward, cursor.skip, cursor.first);
     bounded(inner.options.operation_timeout, async {
         let doing = "reading the global log";
         let mut streams = StreamCache::default();
         let mut events = Vec::with_capacity(usize::try_from(want.min(4096)).unwrap_or(0));
         let mut session = inner.read_session(doing).await?;
-        let mut query = sqlx::query(sql)
+        let query = sqlx::query(sql)
             .persistent(inner.prepared())
             .bind(cursor.start)
             .bind(cursor.end)
             .bind(want);
-        // In the order of the shape's parameters (`LogShape::terms`).
-        if !filter.event_types.is_empty() {
-            query = query.bind(&filter.event_types);
-        }
-        if let Some(prefix) = &filter.prefix {
-            query = query.bind(prefix.as_str());
-        }
-        if let Some(regex) = &filter.regex {
-            query = query.bind(regex.as_str());
-        }
+        let query = filter.bind(query, cursor.skip);
         let conn = session.conn().map_err(|e| inner.map_err(e, doing))?;
         let mut rows = query.fetch(conn);
         let mut seen = 0_usize;

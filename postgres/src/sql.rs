@@ -107,6 +107,18 @@ impl LogShape {
     }
 }
 
+/// The columns of a gap-safe log read of `{s}.events e`: the event's, then `safe`
+/// (its position is final) and `horizon` (the read horizon), which `read.rs`
+/// checks.
+pub(crate) fn log_columns(s: &str) -> String {
+    format!(
+        "{EVENT_COLUMNS}, \
+         (e.position < (SELECT {s}.settled_position()) \
+          OR e.position < (SELECT {s}.safe_position())) AS safe, \
+         (SELECT {s}.read_horizon()) AS horizon"
+    )
+}
+
 /// One `read_all` statement: positions in [$1, $2), at most $3 rows, the shape's
 /// filters, in either direction, with two columns after the event's:
 /// * `safe`: the row is below the safe position (docs/backends/postgres.md,
@@ -122,11 +134,9 @@ impl LogShape {
 fn read_all_sql(s: &str, shape: LogShape, backward: bool) -> String {
     let terms = shape.terms();
     let order = if backward { " DESC" } else { "" };
+    let columns = log_columns(s);
     format!(
-        "SELECT {EVENT_COLUMNS}, \
-                (e.position < (SELECT {s}.settled_position()) \
-                 OR e.position < (SELECT {s}.safe_position())) AS safe, \
-                (SELECT {s}.read_horizon()) AS horizon \
+        "SELECT {columns} \
          FROM {s}.events e \
          WHERE e.position >= $1::bigint AND e.position < $2::bigint{terms} \
          ORDER BY e.position{order} LIMIT $3::bigint"

@@ -1,18 +1,19 @@
 //! The [`Backend`] implementation: every operation under the store's client-side
-//! bound, forwarded to `append.rs`, `read.rs` and `snapshot.rs`. Core validates
+//! bound, forwarded to `append.rs`, `read.rs`, `event_query.rs` and `snapshot.rs`. Core validates
 //! requests, short-circuits empty reads and traces every call
 //! ([`EventStore`](annals_core::EventStore) is implemented for every `Backend`).
 
 use annals_core::{
-    backend::Backend, consume::AppendSignal, Capabilities, Committed, EventId, EventStream,
-    PreparedAppend, ReadAll, ReadStream, RecordedEvent, Result, Snapshot, StreamId, Version,
+    backend::Backend, consume::AppendSignal, Capabilities, Committed, EventId, EventQuery,
+    EventStream, PreparedAppend, ReadAll, ReadStream, RecordedEvent, Result, Snapshot, StreamId,
+    Version,
 };
 use futures::{future::BoxFuture, FutureExt};
 
 use crate::{
     append::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS},
     error::bounded,
-    read, PostgresEventStore,
+    event_query, read, PostgresEventStore,
 };
 
 impl Backend for PostgresEventStore {
@@ -38,6 +39,11 @@ impl Backend for PostgresEventStore {
 
     fn scan_all(&self, read: ReadAll) -> EventStream<'_> {
         read::read_all(self.inner(), &read)
+    }
+
+    /// Every filter in SQL (`event_query.rs`), paged and gap-safe like `read_all`.
+    fn query(&self, query: EventQuery) -> EventStream<'_> {
+        event_query::query(self.inner(), &query)
     }
 
     fn head_version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Version>> {

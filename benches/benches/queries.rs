@@ -3,9 +3,12 @@
 //! * `{backend}/query/type_last_day_{asc,desc}` — `EventQuery` for one event type
 //!   whose time is in the last day, first page of 100, ascending and descending;
 //! * `{backend}/get_by_source_id` — one event by its CloudEvents `(source, id)`;
-//! * a paired append pass: 100-event batches with and without CloudEvents
-//!   attributes (source, caller id, subject, time, one extension), alternating
-//!   round by round, median events/s of each and their ratio.
+//! * a paired append pass: 100-event batches (the benches' usual events, each
+//!   with a correlation id) on a store whose query indexes were dropped — the
+//!   schema before the queries migration, "today's" append — then the same on
+//!   the current schema, then with CloudEvents attributes (source, caller id,
+//!   subject, time, one extension); alternating round by round, median events/s
+//!   of each and the ratios to the first.
 //!
 //! Latency percentiles (p50/p99 over `RUNS` runs) print to stderr, beside
 //! criterion's means. The log spans 30 days, ten event types in turn; every
@@ -98,8 +101,15 @@ fn last_day(now: i64, descending: bool) -> EventQuery {
     }
 }
 
-/// The latency pass and criterion groups for one store.
-fn measure(c: &mut Criterion, name: &str, rt: &tokio::runtime::Runtime, store: &dyn EventStore) {
+/// The latency pass and criterion groups for one store; `before` is the same
+/// backend without the query indexes, for the append pass.
+fn measure(
+    c: &mut Criterion,
+    name: &str,
+    rt: &tokio::runtime::Runtime,
+    store: &dyn EventStore,
+    before: &dyn EventStore,
+) {
     let total = log_size();
     let now = rt.block_on(fill(store, total));
     let lookups: Vec<(String, String)> = (0..RUNS)
@@ -143,12 +153,18 @@ fn measure(c: &mut Criterion, name: &str, rt: &tokio::runtime::Runtime, store: &
             rt.block_on(store.get_by_source_id(source, id)).unwrap()
         });
     });
-    paired_appends(name, rt, store);
+    paired_appends(name, rt, store, before);
 }
 
-/// 100-event batches with and without attributes, alternating in 7 rounds of 100
-/// batches; prints the median events/s of each and the median ratio.
-fn paired_appends(name: &str, rt: &tokio::runtime::Runtime, store: &dyn EventStore) {
+/// 100-event batches: plain on `before` (no query indexes), plain on `store`,
+/// with attributes on `store`; alternating in 7 rounds of 100 batches each.
+/// Prints the median events/s of each and the median ratios to the first.
+fn paired_appends(
+    name: &str,
+    rt: &tokio::runtime::Runtime,
+    store: &dyn EventStore,
+    before: &dyn EventStore,
+) {
     const ROUNDS: usize = 7;
     const BATCHES: usize = 100;
     let attributed = |n: usize| -> Vec<NewEvent> {
@@ -165,21 +181,20 @@ fn paired_appends(name: &str, rt: &tokio::runtime::Runtime, store: &dyn EventSto
             })
             .collect()
     };
-    let (mut plain, mut rich, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let mut next = 0usize;
-    let run = |with: bool, next: &mut usize| -> f64 {
+    let mut run = |target: &dyn EventStore, with: bool| -> f64 {
         let inputs: Vec<_> = (0..BATCHES)
             .map(|_| {
-                *next += 1;
+                next += 1;
                 let stream = StreamId::new(format!("append-{next}")).unwrap();
-                let batch = if with { attributed(*next) } else { events(100) };
+                let batch = if with { attributed(next) } else { events(100) };
                 (stream, batch)
             })
             .collect();
         let start = Instant::now();
         rt.block_on(async {
             for (stream, batch) in inputs {
-                store
+                target
                     .append(&stream, ExpectedVersion::NoStream, batch)
                     .await
                     .unwrap();
@@ -187,23 +202,29 @@ fn paired_appends(name: &str, rt: &tokio::runtime::Runtime, store: &dyn EventSto
         });
         (BATCHES * 100) as f64 / start.elapsed().as_secs_f64()
     };
+    let mut figures: [Vec<f64>; 5] = Default::default();
     for _ in 0..ROUNDS {
-        let p = run(false, &mut next);
-        let r = run(true, &mut next);
-        plain.push(p);
-        rich.push(r);
-        ratios.push(r / p);
+        let old = run(before, false);
+        let plain = run(store, false);
+        let rich = run(store, true);
+        for (v, x) in figures
+            .iter_mut()
+            .zip([old, plain, rich, plain / old, rich / old])
+        {
+            v.push(x);
+        }
     }
-    for v in [&mut plain, &mut rich, &mut ratios] {
+    for v in &mut figures {
         v.sort_by(f64::total_cmp);
     }
+    let m = |i: usize| figures[i][ROUNDS / 2];
     eprintln!(
-        "{name} append100: plain {:.0} events/s, with attributes {:.0} events/s, ratio {:.2}x (rounds {:.2}..{:.2})",
-        plain[ROUNDS / 2],
-        rich[ROUNDS / 2],
-        ratios[ROUNDS / 2],
-        ratios[0],
-        ratios[ROUNDS - 1]
+        "{name} append100: before the query indexes {:.0} events/s; now {:.0} ({:.2}x); with attributes {:.0} ({:.2}x)",
+        m(0),
+        m(1),
+        m(3),
+        m(2),
+        m(4)
     );
 }
 
@@ -215,7 +236,17 @@ fn sqlite(c: &mut Criterion) {
             dir.path().join("q.db"),
         ))
         .unwrap();
-    measure(c, "sqlite", &rt, &store);
+    let before_path = dir.path().join("before.db");
+    let before = rt
+        .block_on(annals_sqlite::SqliteEventStore::open(&before_path))
+        .unwrap();
+    let conn = rusqlite::Connection::open(&before_path).unwrap();
+    conn.execute_batch(
+        "DROP INDEX events_type_time; DROP INDEX events_ce_source; \
+         DROP INDEX events_ce_subject; DROP INDEX events_correlation_id;",
+    )
+    .unwrap();
+    measure(c, "sqlite", &rt, &store, &before);
 }
 
 fn postgres(c: &mut Criterion) {
@@ -229,10 +260,27 @@ fn postgres(c: &mut Criterion) {
             annals_postgres::PostgresOptions::new().schema(&schema),
         ))
         .unwrap();
-    measure(c, "postgres", &rt, &store);
+    let before_schema = format!("{schema}_before");
+    let before = rt
+        .block_on(annals_postgres::PostgresEventStore::connect_with(
+            &url,
+            annals_postgres::PostgresOptions::new().schema(&before_schema),
+        ))
+        .unwrap();
+    rt.block_on(
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP INDEX \"{before_schema}\".events_type_time_idx, \"{before_schema}\".events_ce_source_idx, \
+             \"{before_schema}\".events_ce_subject_idx, \"{before_schema}\".events_correlation_id_idx"
+        )))
+        .execute(before.pool()),
+    )
+    .unwrap();
+    measure(c, "postgres", &rt, &store, &before);
     rt.block_on(async {
         store.pool().close().await;
+        before.pool().close().await;
         drop_schema(&url, &schema).await;
+        drop_schema(&url, &before_schema).await;
     });
 }
 

@@ -406,45 +406,10 @@ pub(crate) fn format_timestamp(t: Timestamp) -> String {
 
 /// Parses [`format_timestamp`]'s form back.
 pub(crate) fn parse_timestamp(text: &str) -> Option<Timestamp> {
-    let b = text.as_bytes();
-    if b.len() != 27
-        || b.get(4) != Some(&b'-')
-        || b.get(7) != Some(&b'-')
-        || b.get(10) != Some(&b'T')
-        || b.get(13) != Some(&b':')
-        || b.get(16) != Some(&b':')
-        || b.get(19) != Some(&b'.')
-        || b.get(26) != Some(&b'Z')
-    {
-        return None;
-    }
-    let num = |range: std::ops::Range<usize>| -> Option<i64> {
-        let s = text.get(range)?;
-        if !s.bytes().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        s.parse().ok()
-    };
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hh, mm, ss, micros) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..26)?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
-        return None;
-    }
-    let days = days_from_civil(y, m, d);
-    let secs = days * 86_400 + hh * 3_600 + mm * 60 + ss;
-    let t = Timestamp::from_unix_micros(secs * 1_000_000 + micros);
-    (t.to_string() == text).then_some(t)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    // RFC 3339 as core parses it, and only in the one width `format_timestamp` writes.
+    annals_core::cloud::parse_rfc3339(text)
+        .ok()
+        .filter(|t| t.to_string() == text)
 }
 
 #[cfg(test)]

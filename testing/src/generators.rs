@@ -110,18 +110,7 @@ fn cloud_attributes() -> impl Strategy<
     use annals_core::cloud::ExtensionValue;
     let extension = (
         "[a-z0-9]{1,20}".prop_filter("not a context attribute", |n| {
-            ![
-                "specversion",
-                "id",
-                "source",
-                "type",
-                "subject",
-                "time",
-                "datacontenttype",
-                "dataschema",
-                "data",
-            ]
-            .contains(&n.as_str())
+            !annals_core::cloud::CONTEXT_ATTRIBUTES.contains(&n.as_str())
         }),
         prop_oneof![
             any::<bool>().prop_map(ExtensionValue::Bool),

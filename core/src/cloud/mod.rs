@@ -53,8 +53,9 @@ pub const SPEC_VERSION: &str = "1.0";
 /// The `source` of events that do not set one.
 pub const DEFAULT_SOURCE: &str = "urn:annals";
 
-/// The attribute names CloudEvents 1.0 defines; an extension may not use them.
-const CONTEXT_ATTRIBUTES: [&str; 10] = [
+/// The attribute names CloudEvents 1.0 defines (and its JSON format's `data`
+/// members); an extension may not use them.
+pub const CONTEXT_ATTRIBUTES: [&str; 10] = [
     "specversion",
     "id",
     "source",

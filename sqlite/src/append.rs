@@ -24,7 +24,7 @@ use rusqlite::{ffi, Connection};
 
 use crate::{
     row::{decode_row, RowCache},
-    sql,
+    sql::Statements,
     writer::Member,
     Committed, Decision, Error, Position, PreparedAppend, RecordedEvent, Result, SqliteEventStore,
     StreamId, Timestamp, Version, WritePlan,
@@ -56,7 +56,7 @@ pub(crate) fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 /// Runs `members` in one transaction and answers each of them. Returns true if the
 /// connection is left inside a transaction and must be discarded (closing it rolls
 /// the transaction back).
-pub(crate) fn run_group(conn: &mut Connection, members: Vec<Member>) -> bool {
+pub(crate) fn run_group(conn: &mut Connection, sql: &Statements, members: Vec<Member>) -> bool {
     let what = "appending events";
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         let reason = e.to_string();
@@ -76,7 +76,7 @@ pub(crate) fn run_group(conn: &mut Connection, members: Vec<Member>) -> bool {
                 what,
                 format!("the transaction failed, nothing was written: {reason}"),
             )),
-            None => match one_member(conn, &member.append) {
+            None => match one_member(conn, sql, &member.append) {
                 Ok(answer) => answer,
                 Err(e) => {
                     broken = Some(e.to_string());
@@ -128,13 +128,14 @@ const RELEASE: &str = "RELEASE annals_append";
 /// means the savepoint itself failed: the transaction is unusable.
 pub(crate) fn one_member(
     conn: &Connection,
+    sql: &Statements,
     append: &PreparedAppend,
 ) -> rusqlite::Result<Result<(Committed, bool)>> {
     exec(conn, SAVEPOINT)?;
-    let mut outcome = decide_and_insert(conn, append, false);
+    let mut outcome = decide_and_insert(conn, sql, append, false);
     if matches!(outcome, Ok(Outcome::Refused)) {
         exec(conn, ROLLBACK_TO)?;
-        outcome = decide_and_insert(conn, append, true);
+        outcome = decide_and_insert(conn, sql, append, true);
     }
     let answer = match outcome {
         Ok(Outcome::Written(committed)) => {
@@ -168,22 +169,23 @@ enum Outcome {
 /// The request's checks and writes, inside its savepoint.
 fn decide_and_insert(
     conn: &Connection,
+    sql: &Statements,
     append: &PreparedAppend,
     look_up_ids: bool,
 ) -> Result<Outcome> {
     let stored = if look_up_ids {
-        stored_with_ids(conn, append)?
+        stored_with_ids(conn, sql, append)?
     } else {
         Vec::new()
     };
-    let heads = heads(conn, append)?;
+    let heads = heads(conn, sql, append)?;
     let plan = match append.decide(&stored, |s| heads.version(s)) {
         Ok(Decision::Write(plan)) => plan,
         Ok(Decision::Replayed(original)) => return Ok(Outcome::Unchanged(original)),
         // The fast path decided without the stored ids: a re-send (or an id reused
         // for other content) must be answered from them.
         Err(e) if !look_up_ids && append.event_count() > 0 => {
-            let stored = stored_with_ids(conn, append)?;
+            let stored = stored_with_ids(conn, sql, append)?;
             if stored.is_empty() {
                 return Err(e);
             }
@@ -198,10 +200,10 @@ fn decide_and_insert(
     if append.event_count() == 0 {
         return Ok(Outcome::Unchanged(append.committed(&plan, &[])?));
     }
-    match insert(conn, append, &plan, heads.last_position) {
+    match insert(conn, sql, append, &plan, heads.last_position) {
         Ok(committed) => Ok(Outcome::Written(committed)),
         Err(Insert::Unique) if !look_up_ids => Ok(Outcome::Refused),
-        Err(Insert::Unique) => Err(conflict(conn, append)),
+        Err(Insert::Unique) => Err(conflict(conn, sql, append)),
         Err(Insert::Failed(e)) => Err(e),
     }
 }
@@ -236,6 +238,7 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 /// (SQLite copies them), on cached multi-row statements.
 fn insert(
     conn: &Connection,
+    statements: &Statements,
     append: &PreparedAppend,
     plan: &WritePlan,
     last_position: i64,
@@ -266,9 +269,9 @@ fn insert(
         let size = INSERT_CHUNK.min(left);
         let text;
         let sql = if size == 1 {
-            sql::INSERT_ONE
+            statements.insert_one.as_ref()
         } else {
-            text = sql::insert(size);
+            text = statements.insert(size);
             text.as_str()
         };
         let mut statement = conn.prepare_cached(sql).map_err(failed)?;
@@ -303,8 +306,8 @@ fn insert(
 /// The request was decided in this transaction, with the stored ids looked up, so
 /// a violation means the database changed under us (a writer that bypassed the
 /// lock); report the streams' real versions.
-fn conflict(conn: &Connection, append: &PreparedAppend) -> Error {
-    let heads = match heads(conn, append) {
+fn conflict(conn: &Connection, sql: &Statements, append: &PreparedAppend) -> Error {
+    let heads = match heads(conn, sql, append) {
         Ok(heads) => heads,
         Err(e) => return e,
     };
@@ -347,7 +350,7 @@ impl Heads {
 
 /// Reads the log's last position and each stream's version: one query per
 /// [`HEADS_CHUNK`] streams (one for almost every request).
-fn heads(conn: &Connection, append: &PreparedAppend) -> Result<Heads> {
+fn heads(conn: &Connection, statements: &Statements, append: &PreparedAppend) -> Result<Heads> {
     let what = "reading the stream versions";
     let fail = |e| Error::backend(what, e);
     let streams: Vec<&StreamId> = append.streams().collect();
@@ -357,9 +360,9 @@ fn heads(conn: &Connection, append: &PreparedAppend) -> Result<Heads> {
         let text;
         let sql = match chunk.len() {
             // The one-stream append, without building the text.
-            1 => sql::HEADS_ONE,
+            1 => statements.heads_one.as_ref(),
             n => {
-                text = sql::heads(n);
+                text = statements.heads(n);
                 text.as_str()
             }
         };
@@ -392,7 +395,11 @@ fn heads(conn: &Connection, append: &PreparedAppend) -> Result<Heads> {
 }
 
 /// Already-stored events that share an id with the request.
-fn stored_with_ids(conn: &Connection, append: &PreparedAppend) -> Result<Vec<RecordedEvent>> {
+fn stored_with_ids(
+    conn: &Connection,
+    sql: &Statements,
+    append: &PreparedAppend,
+) -> Result<Vec<RecordedEvent>> {
     let what = "looking up event ids";
     let fail = |e| Error::backend(what, e);
     let ids: Vec<_> = append.event_ids().collect();
@@ -400,7 +407,7 @@ fn stored_with_ids(conn: &Connection, append: &PreparedAppend) -> Result<Vec<Rec
     let mut cache = RowCache::default();
     for chunk in ids.chunks(LOOKUP_CHUNK) {
         let mut statement = conn
-            .prepare_cached(&sql::lookup_ids(chunk.len()))
+            .prepare_cached(&sql.lookup_ids(chunk.len()))
             .map_err(fail)?;
         for (i, id) in chunk.iter().enumerate() {
             statement

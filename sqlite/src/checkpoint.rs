@@ -2,6 +2,8 @@
 //! saved on their own (at-least-once) or in the caller's transaction together
 //! with a read model (exactly-once).
 
+use std::sync::Arc;
+
 use annals_core::{
     backend::{from_i64, to_i64},
     consume::{check_checkpoint_name, traced, CheckpointStore, ConsumeOp, MemoryCheckpoints},
@@ -10,10 +12,10 @@ use annals_core::{
 use futures::future::BoxFuture;
 use sqlx::{
     sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteSynchronous},
-    SqliteConnection, SqlitePool,
+    SqlStr, SqliteConnection, SqlitePool,
 };
 
-use crate::{SqliteEventStore, Synchronous};
+use crate::{backend::TablePrefix, sql::sql_text, SqliteEventStore, Synchronous};
 
 const LOAD: &str = "SELECT position FROM checkpoints WHERE name = ?1";
 // Never backward: a lower position than the saved one changes nothing.
@@ -60,6 +62,25 @@ const RESET: &str = "DELETE FROM checkpoints WHERE name = ?1";
 #[derive(Clone, Debug)]
 pub struct SqliteCheckpoints {
     place: Place,
+    sql: Arc<Statements>,
+}
+
+/// The checkpoint statements, with the store's table prefix applied.
+#[derive(Debug)]
+struct Statements {
+    load: SqlStr,
+    save: SqlStr,
+    reset: SqlStr,
+}
+
+impl Statements {
+    fn new(prefix: &TablePrefix) -> Self {
+        Statements {
+            load: sql_text(prefix, LOAD),
+            save: sql_text(prefix, SAVE),
+            reset: sql_text(prefix, RESET),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -70,8 +91,10 @@ enum Place {
 }
 
 impl SqliteEventStore {
-    /// The store's checkpoints (see [`SqliteCheckpoints`]). Each call opens its own
-    /// connection on first use; keep one and clone it.
+    /// The store's checkpoints (see [`SqliteCheckpoints`]), in its own
+    /// `checkpoints` table (`{prefix}checkpoints` with a
+    /// [`table_prefix`](crate::SqliteOptions::table_prefix)). Each call opens its
+    /// own connection on first use; keep one and clone it.
     pub fn checkpoints(&self) -> SqliteCheckpoints {
         let place = match self.options.path() {
             Some(path) => {
@@ -91,7 +114,10 @@ impl SqliteEventStore {
             }
             None => Place::Memory(self.memory_checkpoints.clone()),
         };
-        SqliteCheckpoints { place }
+        SqliteCheckpoints {
+            place,
+            sql: Arc::new(Statements::new(self.sql.prefix())),
+        }
     }
 }
 
@@ -116,7 +142,7 @@ impl SqliteCheckpoints {
         traced(ConsumeOp::CheckpointSaveIn, "sqlite", name, async move {
             check_checkpoint_name(name)?;
             let position = to_i64(position.get(), "checkpoint position")?;
-            sqlx::query(SAVE)
+            sqlx::query(self.sql.save.clone())
                 .bind(name)
                 .bind(position)
                 .bind(Timestamp::now().as_unix_micros())
@@ -137,7 +163,7 @@ impl CheckpointStore for SqliteCheckpoints {
                 Place::Memory(memory) => return memory.load(name).await,
             };
             check_checkpoint_name(name)?;
-            let saved: Option<i64> = sqlx::query_scalar(LOAD)
+            let saved: Option<i64> = sqlx::query_scalar(self.sql.load.clone())
                 .bind(name)
                 .fetch_optional(pool)
                 .await
@@ -166,7 +192,7 @@ impl CheckpointStore for SqliteCheckpoints {
                 Place::Memory(memory) => return memory.reset(name).await,
             };
             check_checkpoint_name(name)?;
-            sqlx::query(RESET)
+            sqlx::query(self.sql.reset.clone())
                 .bind(name)
                 .execute(pool)
                 .await

@@ -22,8 +22,9 @@ const RETRY: Duration = Duration::from_millis(250);
 /// Leader leases for the consumers of one SQLite store.
 ///
 /// For a store in a file, each lease is an exclusive OS file lock on a file in
-/// `<database>.leases/` beside the database, so it is exclusive across every
-/// process that opens the same database. The OS releases it when the holder's
+/// `<database>.leases/` beside the database (`<database>.<prefix>leases/` for a
+/// store with a [`table_prefix`](crate::SqliteOptions::table_prefix)), so it is
+/// exclusive across every process that opens the same database. The OS releases it when the holder's
 /// process dies, even by SIGKILL; a waiting instance retries every 250 ms. A
 /// file lock is never lost while held. For an in-memory store (private to its
 /// process) leases are exclusive within the process.
@@ -56,8 +57,12 @@ impl SqliteEventStore {
     pub fn leases(&self) -> SqliteLeases {
         let place = match self.options.path() {
             Some(path) => {
+                // `events.db.leases`, or `events.db.{prefix}leases`: the stores of
+                // one file with different table prefixes have separate leases.
                 let mut folder = path.as_os_str().to_owned();
-                folder.push(".leases");
+                folder.push(".");
+                folder.push(self.sql.prefix().as_str());
+                folder.push("leases");
                 Place::Folder(PathBuf::from(folder))
             }
             None => Place::Process(format!("{:p}", Arc::as_ptr(&self.writer))),

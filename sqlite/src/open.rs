@@ -9,20 +9,21 @@ use std::{
     time::Duration,
 };
 
+use annals_core::backend::TablePrefix;
 use futures::{future::BoxFuture, FutureExt};
 use sqlx::{
-    migrate::Migrator,
+    migrate::{Migration, Migrator},
     sqlite::{
         SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
     },
-    ConnectOptions, Connection, Row,
+    AssertSqlSafe, ConnectOptions, Connection, Row, SqlSafeStr,
 };
 
 use crate::{
     error::{backend, map_sqlx},
     options::{Location, SqliteOptions, Synchronous},
     readers::RusqliteReaders,
-    sql,
+    sql::{self, Statements},
     writer::{Target, Writer},
     Error, Result,
 };
@@ -50,6 +51,8 @@ pub struct SqliteEventStore {
     pub(crate) rusqlite_readers: Arc<RusqliteReaders>,
     pub(crate) acquire_timeout: Duration,
     pub(crate) options: SqliteOptions,
+    /// The statements, with the store's table prefix applied.
+    pub(crate) sql: Arc<Statements>,
     /// Notified by core after every commit: wakes this store's subscriptions.
     pub(crate) signal: annals_core::consume::AppendSignal,
     /// The checkpoints of an in-memory store (a file store keeps them in the file).
@@ -73,14 +76,26 @@ impl SqliteEventStore {
     }
 
     /// Opens a store with explicit options.
+    ///
+    /// An invalid [`table_prefix`](SqliteOptions::table_prefix) is
+    /// [`Error::InvalidInput`], before anything touches the file.
     pub async fn open_with(options: SqliteOptions) -> Result<Self> {
-        let connections = connect(&options).await?;
+        let prefix = TablePrefix::new(&options.table_prefix)?;
+        if prefix.as_str().starts_with("sqlite_") {
+            return Err(Error::invalid_input(format!(
+                "table prefix `{}`: names starting with `sqlite_` are reserved by SQLite",
+                prefix.as_str()
+            )));
+        }
+        let statements = Arc::new(Statements::new(prefix));
+        let connections = connect(&options, &statements).await?;
         Ok(SqliteEventStore {
             writer: Arc::new(connections.writer),
             sqlx_readers: connections.sqlx_readers,
             rusqlite_readers: Arc::new(connections.rusqlite_readers),
             acquire_timeout: options.acquire_timeout,
             options,
+            sql: statements,
             signal: annals_core::consume::AppendSignal::new(),
             memory_checkpoints: annals_core::consume::MemoryCheckpoints::new(),
         })
@@ -152,6 +167,41 @@ impl SqliteEventStore {
 
 /// The schema migrations in `migrations/sqlite/`, embedded at compile time.
 pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// The migrations of a store: the embedded [`MIGRATOR`] as it is for the empty
+/// prefix (same SQL, same checksums, same `_sqlx_migrations` table, so existing
+/// files open unchanged), or a copy with every name of [`sql::NAMES`] prefixed and
+/// its own `{prefix}_sqlx_migrations` table.
+struct Migrations(Option<Migrator>);
+
+impl Migrations {
+    fn new(prefix: &TablePrefix) -> Self {
+        if prefix.is_empty() {
+            return Migrations(None);
+        }
+        let migrations = MIGRATOR
+            .iter()
+            .map(|m| {
+                let sql = prefix.apply(m.sql.as_str(), sql::NAMES).into_owned();
+                // Safe to splice: the prefix is validated to `[a-z_][a-z0-9_]*`.
+                Migration::new(
+                    m.version,
+                    m.description.clone(),
+                    m.migration_type,
+                    AssertSqlSafe(sql).into_sql_str(),
+                    m.no_tx,
+                )
+            })
+            .collect();
+        let mut migrator = Migrator::with_migrations(migrations);
+        migrator.dangerous_set_table_name(prefix.name(sql::MIGRATIONS_TABLE));
+        Migrations(Some(migrator))
+    }
+
+    fn migrator(&self) -> &Migrator {
+        self.0.as_ref().unwrap_or(&MIGRATOR)
+    }
+}
 
 /// Rows a connection's worker thread buffers ahead of the reading task.
 const ROW_BUFFER: usize = 512;
@@ -234,10 +284,11 @@ struct Connections {
     rusqlite_readers: RusqliteReaders,
 }
 
-async fn connect(options: &SqliteOptions) -> Result<Connections> {
+async fn connect(options: &SqliteOptions, statements: &Arc<Statements>) -> Result<Connections> {
+    let migrations = Migrations::new(statements.prefix());
     match &options.location {
-        Location::Memory => connect_memory(options).await,
-        Location::File(path) => connect_file(options, path).await,
+        Location::Memory => connect_memory(options, statements, &migrations).await,
+        Location::File(path) => connect_file(options, statements, &migrations, path).await,
     }
 }
 
@@ -255,7 +306,11 @@ fn tuned(connect: SqliteConnectOptions, options: &SqliteOptions) -> SqliteConnec
         .row_buffer_size(ROW_BUFFER)
 }
 
-async fn connect_memory(options: &SqliteOptions) -> Result<Connections> {
+async fn connect_memory(
+    options: &SqliteOptions,
+    statements: &Arc<Statements>,
+    migrations: &Migrations,
+) -> Result<Connections> {
     // A private *named* in-memory database in shared-cache mode: it lives as long as
     // one connection to it is open, so the anchor below keeps it alive even when the
     // pool replaces its connection. Statements run on the pool's connection, or on
@@ -292,7 +347,7 @@ async fn connect_memory(options: &SqliteOptions) -> Result<Connections> {
         "applying the SQLite schema migrations",
         options.acquire_timeout,
     ))?;
-    migrate(&mut conn)
+    migrate(&mut conn, migrations.migrator())
         .await
         .map_err(|e| backend("applying the SQLite schema migrations", e))?;
     drop(conn);
@@ -303,6 +358,7 @@ async fn connect_memory(options: &SqliteOptions) -> Result<Connections> {
             anchor: std::sync::Mutex::new(anchor),
         },
         options,
+        Arc::clone(statements),
     )
     .await?;
     Ok(Connections {
@@ -312,12 +368,17 @@ async fn connect_memory(options: &SqliteOptions) -> Result<Connections> {
     })
 }
 
-async fn connect_file(options: &SqliteOptions, path: &Path) -> Result<Connections> {
+async fn connect_file(
+    options: &SqliteOptions,
+    statements: &Arc<Statements>,
+    migrations: &Migrations,
+    path: &Path,
+) -> Result<Connections> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .map_err(|e| backend(format!("creating the directory `{}`", parent.display()), e))?;
     }
-    check_existing(options, path).await?;
+    check_existing(options, statements.prefix(), migrations.migrator(), path).await?;
 
     let synchronous = match options.synchronous {
         Synchronous::Normal => SqliteSynchronous::Normal,
@@ -334,7 +395,7 @@ async fn connect_file(options: &SqliteOptions, path: &Path) -> Result<Connection
         .connect()
         .await
         .map_err(|e| backend(format!("opening `{}`", path.display()), e))?;
-    if let Err(e) = migrate(&mut writer).await {
+    if let Err(e) = migrate(&mut writer, migrations.migrator()).await {
         if let Err(close) = writer.close().await {
             tracing::debug!(error = %close, "closing the writer after a failed migration");
         }
@@ -345,7 +406,12 @@ async fn connect_file(options: &SqliteOptions, path: &Path) -> Result<Connection
     if let Err(e) = writer.close().await {
         tracing::debug!(error = %e, "closing the migration connection failed");
     }
-    let writer = Writer::start(Target::File(path.to_owned()), options).await?;
+    let writer = Writer::start(
+        Target::File(path.to_owned()),
+        options,
+        Arc::clone(statements),
+    )
+    .await?;
     let sqlx_readers = SqlitePoolOptions::new()
         .max_connections(options.max_readers)
         .min_connections(0)
@@ -361,22 +427,30 @@ async fn connect_file(options: &SqliteOptions, path: &Path) -> Result<Connection
     })
 }
 
-/// Applies the embedded migrations on `conn`.
+/// Applies `migrator`'s migrations (see [`Migrations`]) on `conn`.
 ///
 /// Not `Migrator::run`: awaiting it inside `open` makes rustc fail to prove the
 /// `open` future `Send` ("implementation of `Acquire` is not general enough", a
 /// higher-ranked lifetime limitation), which the crate's `_assert_send` check
 /// catches. `run_direct` is sqlx's own way around it: the same migration run on a
 /// connection, without `Acquire`.
-fn migrate(
-    conn: &mut sqlx::SqliteConnection,
-) -> BoxFuture<'_, std::result::Result<(), sqlx::migrate::MigrateError>> {
-    MIGRATOR.run_direct(None, conn, false).boxed()
+fn migrate<'a>(
+    conn: &'a mut sqlx::SqliteConnection,
+    migrator: &'a Migrator,
+) -> BoxFuture<'a, std::result::Result<(), sqlx::migrate::MigrateError>> {
+    migrator.run_direct(None, conn, false).boxed()
 }
 
 /// Refuses, before anything writes to it, a file that is not an SQLite database or
 /// whose schema is newer than ours. A missing or empty file is fine (it is created).
-async fn check_existing(options: &SqliteOptions, path: &Path) -> Result<()> {
+/// Only the migrations of this store's prefix are checked: stores with other
+/// prefixes in the file are none of its business.
+async fn check_existing(
+    options: &SqliteOptions,
+    prefix: &TablePrefix,
+    migrator: &Migrator,
+    path: &Path,
+) -> Result<()> {
     let mut header = Vec::with_capacity(SQLITE_HEADER.len());
     match std::fs::File::open(path) {
         Ok(file) => {
@@ -409,14 +483,23 @@ async fn check_existing(options: &SqliteOptions, path: &Path) -> Result<()> {
         .connect()
         .await
         .map_err(|e| backend(format!("opening `{}` read-only", path.display()), e))?;
-    let result = check_schema(&mut conn, path).await;
+    let result = check_schema(&mut conn, prefix, migrator, path).await;
     if let Err(e) = conn.close().await {
         tracing::debug!(error = %e, "closing the read-only check connection failed");
     }
     result
 }
 
-async fn check_schema(conn: &mut sqlx::SqliteConnection, path: &Path) -> Result<()> {
+async fn check_schema(
+    conn: &mut sqlx::SqliteConnection,
+    prefix: &TablePrefix,
+    migrator: &Migrator,
+    path: &Path,
+) -> Result<()> {
+    // `_sqlx_migrations`, or this prefix's own copy of it.
+    let query = |sql: &'static str| {
+        AssertSqlSafe(prefix.apply(sql, &[sql::MIGRATIONS_TABLE])).into_sql_str()
+    };
     let not_a_db = |e: sqlx::Error| -> Error {
         // SQLITE_NOTADB (26): the header looked right but the file is not a database.
         if let sqlx::Error::Database(db) = &e {
@@ -429,24 +512,26 @@ async fn check_schema(conn: &mut sqlx::SqliteConnection, path: &Path) -> Result<
         }
         backend(format!("reading the schema of `{}`", path.display()), e)
     };
-    let has_table: bool = sqlx::query_scalar(
+    let has_table: bool = sqlx::query_scalar(query(
         "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = '_sqlx_migrations')",
-    )
+    ))
     .fetch_one(&mut *conn)
     .await
     .map_err(not_a_db)?;
     if !has_table {
         return Ok(());
     }
-    let rows = sqlx::query("SELECT version, checksum FROM _sqlx_migrations ORDER BY version")
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(not_a_db)?;
+    let rows = sqlx::query(query(
+        "SELECT version, checksum FROM _sqlx_migrations ORDER BY version",
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(not_a_db)?;
     let mut unknown = Vec::new();
     for row in rows {
         let version: i64 = row.try_get(0).map_err(not_a_db)?;
         let checksum: Vec<u8> = row.try_get(1).map_err(not_a_db)?;
-        match MIGRATOR.iter().find(|m| m.version == version) {
+        match migrator.iter().find(|m| m.version == version) {
             None => unknown.push(version),
             Some(m) if *m.checksum != *checksum => {
                 return Err(OpenError::SchemaMismatch {
@@ -464,7 +549,7 @@ async fn check_schema(conn: &mut sqlx::SqliteConnection, path: &Path) -> Result<
         Err(OpenError::SchemaTooNew {
             path: path.to_owned(),
             unknown,
-            known: MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0),
+            known: migrator.iter().map(|m| m.version).max().unwrap_or(0),
         }
         .into_error())
     }

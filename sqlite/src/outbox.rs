@@ -10,7 +10,10 @@
 //! appends: `BEGIN IMMEDIATE`, your closure, the append in its savepoint (the
 //! same code as every append: checks, idempotency, positions), `COMMIT`.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::{
+    panic::{catch_unwind, AssertUnwindSafe},
+    sync::Arc,
+};
 
 use annals_core::backend::{self, Backend};
 use rusqlite::Connection;
@@ -19,6 +22,7 @@ use tracing::Instrument;
 
 use crate::{
     append::{exec, one_member},
+    sql::Statements,
     AppendRequest, Committed, Error, PreparedAppend, SqliteEventStore,
 };
 
@@ -125,13 +129,14 @@ impl SqliteEventStore {
         E: From<Error> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
+        let sql = Arc::clone(&self.sql);
         self.writer
             .work(Box::new(move |conn| {
                 if reply.is_closed() {
                     return; // cancelled before it started: nothing runs
                 }
                 let result = match conn {
-                    Ok(conn) => in_transaction(conn, append.as_ref(), work),
+                    Ok(conn) => in_transaction(conn, &sql, append.as_ref(), work),
                     Err(e) => Err(E::from(e)),
                 };
                 // Once started it runs to its end; a caller that went away misses
@@ -153,6 +158,7 @@ impl SqliteEventStore {
 /// rolled back on any failure.
 fn in_transaction<T, E, F>(
     conn: &mut Connection,
+    sql: &Statements,
     append: Option<&PreparedAppend>,
     work: F,
 ) -> Result<(T, Option<Committed>), E>
@@ -179,7 +185,7 @@ where
         }
         let committed = match append {
             None => None,
-            Some(append) => match one_member(conn, append) {
+            Some(append) => match one_member(conn, sql, append) {
                 Ok(Ok((committed, _))) => Some(committed),
                 Ok(Err(e)) => return Err(E::from(e)),
                 Err(e) => {

@@ -225,7 +225,7 @@ impl SqliteEventStore {
     pub(crate) fn query_events(&self, query: &EventQuery) -> EventStream<'static> {
         let (sql, args, offset) = page_query(query);
         let scan = Scan {
-            sql: Cow::Owned(sql),
+            sql: Cow::Owned(self.sql.rewrite(sql)),
             args,
             offset,
         };

@@ -25,7 +25,7 @@ use crate::{
     backend,
     readers::RusqliteReaders,
     row::{decode_row, RowCache},
-    sql, Direction, Error, EventId, EventStream, ReadAll, ReadStream, RecordedEvent, Result,
+    Direction, Error, EventId, EventStream, ReadAll, ReadStream, RecordedEvent, Result,
     SqliteEventStore,
 };
 
@@ -270,7 +270,7 @@ impl SqliteEventStore {
     /// One stream's events, paged by version.
     pub(crate) fn stream_events(&self, read: &ReadStream) -> EventStream<'static> {
         let scan = Scan {
-            sql: Cow::Borrowed(sql::stream_page(read.direction())),
+            sql: self.sql.stream_page(read.direction()).clone(),
             args: vec![Value::Text(read.stream().as_str().to_owned())],
             offset: false,
         };
@@ -288,7 +288,7 @@ impl SqliteEventStore {
     /// The log's events the read selects, paged by position; the filter is part of
     /// the page query, so it applies before each page's limit.
     pub(crate) fn log_events(&self, read: &ReadAll) -> EventStream<'static> {
-        let (sql, args) = sql::log_page(read.direction(), read.selection());
+        let (sql, args) = self.sql.log_page(read.direction(), read.selection());
         let scan = Scan {
             sql: Cow::Owned(sql),
             args: args.into_iter().map(Value::Text).collect(),
@@ -308,11 +308,12 @@ impl SqliteEventStore {
     /// One event by id.
     pub(crate) async fn event_by_id(&self, id: EventId) -> Result<RecordedEvent> {
         let what = "reading an event by id";
+        let sql = Arc::clone(&self.sql);
         let found = self
             .rusqlite_readers
             .run(what, move |conn| {
                 let mut statement = conn
-                    .prepare_cached(sql::GET_EVENT)
+                    .prepare_cached(&sql.get_event)
                     .map_err(|e| Error::backend(what, e))?;
                 let mut rows = statement
                     .query([id.as_bytes().as_slice()])
@@ -328,7 +329,7 @@ impl SqliteEventStore {
 
     /// The stream's current version.
     pub(crate) async fn current_version(&self, stream: &crate::StreamId) -> Result<crate::Version> {
-        let version: Option<i64> = sqlx::query_scalar(sql::STREAM_VERSION)
+        let version: Option<i64> = sqlx::query_scalar(self.sql.stream_version.clone())
             .bind(stream.as_str())
             .fetch_one(&self.sqlx_readers)
             .await

@@ -5,7 +5,7 @@
 use annals_core::backend;
 
 use crate::{
-    row::decode_snapshot, sql, writer::SnapshotWrite, Error, Result, Snapshot, SqliteEventStore,
+    row::decode_snapshot, writer::SnapshotWrite, Error, Result, Snapshot, SqliteEventStore,
     StreamId,
 };
 
@@ -32,10 +32,11 @@ impl SqliteEventStore {
     pub(crate) async fn stored_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>> {
         let what = "loading a snapshot";
         let name = stream.as_str().to_owned();
+        let sql = std::sync::Arc::clone(&self.sql);
         self.rusqlite_readers
             .run(what, move |conn| {
                 let mut statement = conn
-                    .prepare_cached(sql::GET_SNAPSHOT)
+                    .prepare_cached(&sql.get_snapshot)
                     .map_err(|e| Error::backend(what, e))?;
                 let mut rows = statement
                     .query([name.as_str()])

@@ -25,6 +25,7 @@
 
 use std::{
     path::PathBuf,
+    sync::Arc,
     thread::JoinHandle,
     time::{Duration, Instant},
 };
@@ -34,8 +35,8 @@ use sqlx::{pool::PoolConnection, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    append, error::map_sqlx, options::Synchronous, Committed, Error, PreparedAppend, Result,
-    SqliteOptions,
+    append, error::map_sqlx, options::Synchronous, sql::Statements, Committed, Error,
+    PreparedAppend, Result, SqliteOptions,
 };
 
 /// What the writer connection opens.
@@ -132,6 +133,8 @@ struct Settings {
     statement_cache_capacity: usize,
     max_group: usize,
     max_group_bytes: usize,
+    /// The store's statements (its table prefix applied).
+    sql: Arc<Statements>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -140,8 +143,12 @@ fn closed() -> Error {
 }
 
 impl Writer {
-    /// Opens the writer connection and starts its thread.
-    pub(crate) async fn start(target: Target, options: &SqliteOptions) -> Result<Writer> {
+    /// Opens the writer connection and starts its thread, which runs `sql`.
+    pub(crate) async fn start(
+        target: Target,
+        options: &SqliteOptions,
+        sql: Arc<Statements>,
+    ) -> Result<Writer> {
         let base = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let (path, flags, synchronous, turn, anchor) = match target {
             Target::File(path) => (
@@ -175,6 +182,7 @@ impl Writer {
             statement_cache_capacity: options.statement_cache_capacity,
             max_group: options.max_group.max(1),
             max_group_bytes: options.max_group_bytes,
+            sql,
             runtime: tokio::runtime::Handle::current(),
         };
         let (settings, conn) = tokio::task::spawn_blocking(move || {
@@ -336,7 +344,7 @@ fn run(settings: &Settings, mut conn: Option<Connection>, mut jobs: mpsc::Unboun
                     let result = if Instant::now() > deadline {
                         Err(Error::Timeout(settings.acquire_timeout))
                     } else {
-                        with_conn(settings, &mut conn, |c| snapshot(c, &write))
+                        with_conn(settings, &mut conn, |c| snapshot(c, &settings.sql, &write))
                     };
                     let _ = reply.send(result);
                 }
@@ -403,7 +411,7 @@ fn run(settings: &Settings, mut conn: Option<Connection>, mut jobs: mpsc::Unboun
                 if !live.is_empty() {
                     match connection(settings, &mut conn) {
                         Ok(c) => {
-                            if append::run_group(c, live) {
+                            if append::run_group(c, &settings.sql, live) {
                                 // The transaction could not be ended: start afresh.
                                 conn = None;
                             }
@@ -456,7 +464,7 @@ fn with_conn<T>(
     result
 }
 
-fn snapshot(conn: &Connection, write: &SnapshotWrite) -> Result<()> {
+fn snapshot(conn: &Connection, sql: &Statements, write: &SnapshotWrite) -> Result<()> {
     match write {
         SnapshotWrite::Put {
             stream,
@@ -465,7 +473,7 @@ fn snapshot(conn: &Connection, write: &SnapshotWrite) -> Result<()> {
             schema_version,
             state,
         } => conn
-            .prepare_cached(crate::sql::PUT_SNAPSHOT)
+            .prepare_cached(&sql.put_snapshot)
             .and_then(|mut s| {
                 s.execute(rusqlite::params![
                     stream,
@@ -477,7 +485,7 @@ fn snapshot(conn: &Connection, write: &SnapshotWrite) -> Result<()> {
             })
             .map_err(|e| Error::backend("saving a snapshot", e))?,
         SnapshotWrite::Delete { stream } => conn
-            .prepare_cached(crate::sql::DELETE_SNAPSHOT)
+            .prepare_cached(&sql.delete_snapshot)
             .and_then(|mut s| s.execute([stream]))
             .map_err(|e| Error::backend("deleting a snapshot", e))?,
     };

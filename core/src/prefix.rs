@@ -28,8 +28,10 @@ use crate::{Error, Result};
 pub struct TablePrefix(Option<Arc<str>>);
 
 impl TablePrefix {
-    /// Longest prefix, in characters (PostgreSQL names are at most 63 bytes, and
-    /// the longest name a prefix goes in front of has 30).
+    /// Longest prefix, in characters. PostgreSQL names are at most 63 bytes: every
+    /// name a store looks up by name (tables, functions, the constraints it
+    /// classifies errors by) stays within that with a 32-character prefix; a
+    /// longer constraint name is truncated by PostgreSQL, the same way each time.
     pub const MAX_LEN: usize = 32;
 
     /// Validates `prefix`.

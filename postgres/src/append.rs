@@ -402,7 +402,11 @@ impl PostgresEventStore {
         let rows = match session.finish(rows).await {
             Ok(rows) => rows,
             Err(err) => {
-                return match classify_write(err, inner.options.operation_timeout) {
+                return match classify_write(
+                    err,
+                    inner.options.operation_timeout,
+                    inner.queries.names(),
+                ) {
                     WriteFailure::VersionTaken => Ok(Single::Refused),
                     WriteFailure::IdTaken => Ok(Single::IdTaken),
                     WriteFailure::Retry => Ok(Single::Retry),
@@ -488,11 +492,13 @@ impl PostgresEventStore {
         };
         match result {
             Ok(result) => many_found(result),
-            Err(err) => match classify_write(err, inner.options.operation_timeout) {
-                WriteFailure::VersionTaken | WriteFailure::Retry => Ok(Many::Retry),
-                WriteFailure::IdTaken => Ok(Many::IdTaken),
-                WriteFailure::Other(e) => Err(e),
-            },
+            Err(err) => {
+                match classify_write(err, inner.options.operation_timeout, inner.queries.names()) {
+                    WriteFailure::VersionTaken | WriteFailure::Retry => Ok(Many::Retry),
+                    WriteFailure::IdTaken => Ok(Many::IdTaken),
+                    WriteFailure::Other(e) => Err(e),
+                }
+            }
         }
     }
 

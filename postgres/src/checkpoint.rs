@@ -14,7 +14,9 @@ use crate::session::on_session;
 use crate::{error::bounded, options::quote_ident, PostgresEventStore};
 
 /// Checkpoints in the `checkpoints` table of the store's schema (name, position,
-/// updated_at), created by the store's migrations.
+/// updated_at; `<prefix>checkpoints` with a
+/// [`table_prefix`](crate::PostgresOptions::table_prefix)), created by the
+/// store's migrations.
 ///
 /// Saving after the handler succeeded gives at-least-once delivery. For
 /// **exactly-once** into a read model in the same database, write the read model
@@ -50,7 +52,11 @@ pub struct PostgresCheckpoints {
 impl PostgresEventStore {
     /// The store's checkpoints (sharing its pool).
     pub fn checkpoints(&self) -> PostgresCheckpoints {
-        let table = format!("{}.checkpoints", quote_ident(self.schema()));
+        let table = format!(
+            "{}.{}",
+            quote_ident(self.schema()),
+            self.inner().queries.names().prefix.name("checkpoints")
+        );
         PostgresCheckpoints {
             store: self.clone(),
             load: format!("SELECT position FROM {table} WHERE name = $1"),

@@ -4,8 +4,9 @@ use std::{str::FromStr, sync::Arc, time::Duration};
 
 use annals_core::Result;
 use sqlx::{
+    migrate::{Migration, Migrator},
     postgres::{PgConnectOptions, PgPoolOptions},
-    AssertSqlSafe, Connection, Executor, PgPool,
+    AssertSqlSafe, Connection, Executor, PgPool, SqlSafeStr,
 };
 
 use crate::{
@@ -13,7 +14,7 @@ use crate::{
     notify::Notifications,
     options::quote_ident,
     session::{Session, SessionMode},
-    sql::Queries,
+    sql::{Names, Queries},
     Error, PostgresOptions,
 };
 
@@ -114,6 +115,7 @@ impl std::fmt::Debug for PostgresEventStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresEventStore")
             .field("schema", &self.inner.schema)
+            .field("table_prefix", &self.inner.queries.names().prefix.as_str())
             .field("pool_size", &self.inner.pool.size())
             .field("pool_idle", &self.inner.pool.num_idle())
             .finish_non_exhaustive()
@@ -139,7 +141,8 @@ impl PostgresEventStore {
 
     /// Connects to the database at `url` with `options`.
     ///
-    /// Errors: [`Error::InvalidInput`] for an invalid schema name or URL (the URL is
+    /// Errors: [`Error::InvalidInput`] for an invalid schema name, table prefix or
+    /// URL (the URL is
     /// never included in errors or logs), [`Error::Timeout`] if no connection could
     /// be made within the acquire timeout, [`Error::Backend`] otherwise.
     pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<Self> {
@@ -182,13 +185,15 @@ impl PostgresEventStore {
     ) -> Result<Self> {
         options.validate()?;
         let schema = options.schema.clone();
+        let prefix = options.prefix()?;
         let notifications = Arc::new(Notifications::new(
             &schema,
+            prefix.as_str(),
             options.notifications,
             options.prepared_statements,
         ));
         let inner = Inner {
-            queries: Queries::new(&schema),
+            queries: Queries::new(&schema, &prefix),
             read_pool: pool.clone(),
             pool,
             replica: false,
@@ -204,7 +209,11 @@ impl PostgresEventStore {
         } else {
             bounded(timeout, check_migrated(&inner, &inner.pool, "the primary")).await?;
         }
-        tracing::debug!(schema = %inner.schema, "annals-postgres store ready");
+        tracing::debug!(
+            schema = %inner.schema,
+            table_prefix = inner.queries.names().prefix.as_str(),
+            "annals-postgres store ready"
+        );
         Ok(PostgresEventStore {
             inner: Arc::new(inner),
         })
@@ -256,7 +265,7 @@ impl PostgresEventStore {
             read_pool: replica,
             replica: true,
             mode: inner.mode.clone(),
-            queries: Queries::new(&inner.schema),
+            queries: Queries::new(&inner.schema, &inner.queries.names().prefix),
             schema: inner.schema.clone(),
             options: inner.options.clone(),
             signal: inner.signal.clone(),
@@ -308,6 +317,12 @@ impl PostgresEventStore {
         &self.inner.schema
     }
 
+    /// The prefix of the store's table names (empty by default, see
+    /// [`PostgresOptions::table_prefix`]).
+    pub fn table_prefix(&self) -> &str {
+        self.inner.queries.names().prefix.as_str()
+    }
+
     /// The options the store was built with.
     pub fn options(&self) -> &PostgresOptions {
         &self.inner.options
@@ -349,6 +364,39 @@ fn local_statement_timeout(options: &PostgresOptions) -> Option<u128> {
     }
 }
 
+/// The embedded migrations, for a store with `names`' table prefix.
+///
+/// Without a prefix, exactly `sqlx::migrate!`'s migrator (same SQL, checksums
+/// and `_sqlx_migrations` table), so existing schemas open unchanged. With one,
+/// the same migrations with the prefix in front of every name the schema
+/// defines (`sql::SCHEMA_NAMES`, in string literals too, so the functions
+/// `set_position_clock` creates with dynamic SQL follow), their checksums
+/// computed from that text, recorded in `<prefix>_sqlx_migrations`.
+fn migrator(names: &Names) -> Migrator {
+    let embedded = sqlx::migrate!("../migrations/postgres");
+    if names.prefix.is_empty() {
+        return embedded;
+    }
+    let migrations = embedded
+        .iter()
+        .map(|m| {
+            // The prefix is validated (`[a-z_][a-z0-9_]*`) and the text is the
+            // embedded migration's.
+            let sql = AssertSqlSafe(names.apply(m.sql.as_str()).into_owned()).into_sql_str();
+            Migration::new(
+                m.version,
+                m.description.clone(),
+                m.migration_type,
+                sql,
+                m.no_tx,
+            )
+        })
+        .collect();
+    let mut migrator = Migrator::with_migrations(migrations);
+    migrator.dangerous_set_table_name(names.migrations_table.clone());
+    migrator
+}
+
 /// The newest embedded migration.
 fn expected_migration() -> i64 {
     sqlx::migrate!("../migrations/postgres")
@@ -374,8 +422,9 @@ async fn check_migrated(inner: &Inner, pool: &PgPool, server: &str) -> Result<()
         ))
     };
     let sql = format!(
-        "SELECT max(version) FROM {}._sqlx_migrations WHERE success",
-        quote_ident(schema)
+        "SELECT max(version) FROM {}.{} WHERE success",
+        quote_ident(schema),
+        inner.queries.names().migrations_table
     );
     let doing = "checking the annals schema's migrations";
     let mut session = Session::start(pool, &inner.mode, false, false)
@@ -435,14 +484,18 @@ async fn migrate(inner: &Inner) -> Result<()> {
         .await
         .map_err(|e| inner.map_err(e, "connecting to PostgreSQL"))?;
     let mut conn = conn.detach();
-    let result = migrate_on(&mut conn, &inner.schema).await;
+    let result = migrate_on(&mut conn, &inner.schema, inner.queries.names()).await;
     if let Err(e) = conn.close().await {
         tracing::debug!(error = %e, "closing the migration connection failed");
     }
     result.map_err(|e| inner.map_err(e, "migrating the annals schema"))
 }
 
-async fn migrate_on(conn: &mut sqlx::PgConnection, schema: &str) -> sqlx::Result<()> {
+async fn migrate_on(
+    conn: &mut sqlx::PgConnection,
+    schema: &str,
+    names: &Names,
+) -> sqlx::Result<()> {
     let quoted = quote_ident(schema);
     sqlx::query("SELECT pg_advisory_lock($1, hashtext($2))")
         .bind(MIGRATION_LOCK_CLASS)
@@ -455,7 +508,7 @@ async fn migrate_on(conn: &mut sqlx::PgConnection, schema: &str) -> sqlx::Result
     .await?;
     conn.execute(AssertSqlSafe(format!("SET search_path TO {quoted}")))
         .await?;
-    let mut migrator = sqlx::migrate!("../migrations/postgres");
+    let mut migrator = migrator(names);
     migrator.set_locking(false);
     // `run_direct` on the connection itself, not `run(&mut *conn)`: `run` goes
     // through `Acquire<'a>`, whose higher-ranked bound makes the future not `Send`
@@ -466,12 +519,14 @@ async fn migrate_on(conn: &mut sqlx::PgConnection, schema: &str) -> sqlx::Result
         .map_err(sqlx::Error::from)?;
     // A log restored or replicated from another cluster is ahead of this
     // cluster's transaction ids; the function moves the position clock past it.
-    let moved: Option<i64> = sqlx::query_scalar("SELECT check_position_clock()")
+    let check = names.apply("SELECT check_position_clock()");
+    let moved: Option<i64> = sqlx::query_scalar(AssertSqlSafe(check.into_owned()))
         .fetch_one(&mut *conn)
         .await?;
     if let Some(offset) = moved {
         tracing::warn!(
             schema,
+            table_prefix = names.prefix.as_str(),
             offset,
             "the stored log is ahead of this cluster's transaction ids (restored or \
              replicated from another cluster); new positions continue above it"
@@ -483,4 +538,42 @@ async fn migrate_on(conn: &mut sqlx::PgConnection, schema: &str) -> sqlx::Result
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use annals_core::backend::TablePrefix;
+
+    use super::*;
+
+    #[test]
+    fn default_migrator_is_the_embedded_one() {
+        let embedded = sqlx::migrate!("../migrations/postgres");
+        let default = migrator(&Names::new(&TablePrefix::default()));
+        assert_eq!(default.table_name, "_sqlx_migrations");
+        assert_eq!(default.migrations.len(), embedded.migrations.len());
+        for (a, b) in default.iter().zip(embedded.iter()) {
+            assert_eq!(a.version, b.version);
+            assert_eq!(a.checksum, b.checksum);
+            assert_eq!(a.sql.as_str(), b.sql.as_str());
+        }
+    }
+
+    #[test]
+    fn prefixed_migrator_has_its_own_table_and_text() {
+        let embedded = sqlx::migrate!("../migrations/postgres");
+        let prefixed = migrator(&Names::new(&TablePrefix::new("two_").unwrap()));
+        assert_eq!(prefixed.table_name, "two__sqlx_migrations");
+        assert_eq!(prefixed.migrations.len(), embedded.migrations.len());
+        for (a, b) in prefixed.iter().zip(embedded.iter()) {
+            assert_eq!(a.version, b.version);
+            assert_eq!(a.description, b.description);
+            assert_eq!(a.migration_type, b.migration_type);
+            assert_ne!(a.checksum, b.checksum);
+        }
+        let first = prefixed.iter().next().unwrap().sql.as_str();
+        assert!(first.contains("CREATE TABLE two_events ("));
+        assert!(first.contains("CREATE OR REPLACE FUNCTION two_position_base()"));
+    }
 }

@@ -4,12 +4,7 @@ use std::time::Duration;
 
 use sqlx::error::ErrorKind;
 
-use crate::Error;
-
-/// The unique constraint behind optimistic concurrency (see the migration).
-pub(crate) const STREAM_VERSION_KEY: &str = "events_stream_version_key";
-/// The unique constraint behind idempotency.
-pub(crate) const EVENT_ID_KEY: &str = "events_event_id_key";
+use crate::{sql::Names, Error};
 
 /// What a failed write means for the append protocol.
 #[derive(Debug)]
@@ -143,14 +138,17 @@ pub(crate) async fn bounded<T>(
 }
 
 /// Classifies a write error. This is the only place that inspects unique
-/// violations (by sqlx's [`ErrorKind`] and the constraint name).
-pub(crate) fn classify_write(err: sqlx::Error, timeout: Duration) -> WriteFailure {
+/// violations (by sqlx's [`ErrorKind`] and the constraint name, with the
+/// store's table prefix: `names`).
+pub(crate) fn classify_write(err: sqlx::Error, timeout: Duration, names: &Names) -> WriteFailure {
     if let sqlx::Error::Database(db) = &err {
         if db.kind() == ErrorKind::UniqueViolation {
-            match db.constraint() {
-                Some(STREAM_VERSION_KEY) => return WriteFailure::VersionTaken,
-                Some(EVENT_ID_KEY) => return WriteFailure::IdTaken,
-                _ => {}
+            let constraint = db.constraint();
+            if constraint == Some(names.stream_version_key.as_str()) {
+                return WriteFailure::VersionTaken;
+            }
+            if constraint == Some(names.event_id_key.as_str()) {
+                return WriteFailure::IdTaken;
             }
         }
         if matches!(db.code().as_deref(), Some("40P01" | "40001")) {
@@ -236,7 +234,11 @@ mod tests {
         let err = map(sqlx::Error::RowNotFound, "reading", Duration::from_secs(1));
         assert!(matches!(err, Error::Backend { .. }), "{err}");
         assert!(matches!(
-            classify_write(sqlx::Error::RowNotFound, Duration::from_secs(1)),
+            classify_write(
+                sqlx::Error::RowNotFound,
+                Duration::from_secs(1),
+                &Names::new(&Default::default())
+            ),
             WriteFailure::Other(Error::Backend { .. })
         ));
     }

@@ -208,7 +208,7 @@ impl QueryFilter {
 impl LogSelect for QueryFilter {
     fn statement(&self, inner: &Inner, backward: bool, skip: u64, first: bool) -> SqlStr {
         let (sql, _) = self.sql(&quote_ident(&inner.schema), backward, skip > 0, first);
-        AssertSqlSafe(sql).into_sql_str()
+        AssertSqlSafe(inner.queries.names().apply_owned(sql)).into_sql_str()
     }
 
     fn bind<'q>(&self, mut query: PgQuery<'q>, skip: u64) -> PgQuery<'q> {

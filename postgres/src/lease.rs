@@ -23,8 +23,10 @@ const RETRY: Duration = Duration::from_millis(250);
 /// How often the holder checks that its connection (and so its lock) is alive.
 const KEEPALIVE: Duration = Duration::from_secs(1);
 
-/// The lock key: 64 bits of md5(schema/name), so stores in different schemas of
-/// one database, and different names, never share a lock.
+/// The lock key: 64 bits of md5(schema/name), or md5(schema.prefix/name) with a
+/// table prefix, so stores in different schemas of one database or with
+/// different prefixes, and different names, never share a lock. (A schema name
+/// has no `.` and a prefix no `/`, so the keys of different stores differ.)
 const TRY_LOCK: &str = "SELECT pg_try_advisory_lock(('x' || left(md5($1), 16))::bit(64)::bigint)";
 
 /// Leader leases for the consumers of one store: a session-level advisory lock
@@ -76,7 +78,7 @@ impl LeaseProvider for PostgresLeases {
         traced(ConsumeOp::LeaseAcquire, "postgres", name, async move {
             check_checkpoint_name(name)?;
             let inner = self.store.inner();
-            let key = format!("{}/{name}", inner.schema);
+            let key = lock_key(&inner.schema, inner.queries.names().prefix.as_str(), name);
             let connect = inner.pool.connect_options();
             let mut conn = bounded(inner.options.acquire_timeout, async {
                 PgConnection::connect_with(&connect)
@@ -106,6 +108,15 @@ impl LeaseProvider for PostgresLeases {
     }
 }
 
+/// The text whose md5 is the lock key (see [`TRY_LOCK`]).
+fn lock_key(schema: &str, prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        format!("{schema}/{name}")
+    } else {
+        format!("{schema}.{prefix}/{name}")
+    }
+}
+
 /// Pings the lease's connection until it fails (the lease is then lost) or the
 /// lease is dropped (the task is aborted, closing the connection).
 async fn keep_alive(mut conn: PgConnection, lost: Arc<AtomicBool>, name: String) {
@@ -121,5 +132,20 @@ async fn keep_alive(mut conn: PgConnection, lost: Arc<AtomicBool>, name: String)
             tracing::warn!(lease = %name, %error, "leader lease lost: its connection broke");
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lock_key;
+
+    #[test]
+    fn lock_keys_differ_per_prefix() {
+        assert_eq!(lock_key("annals", "", "relay"), "annals/relay");
+        assert_eq!(lock_key("annals", "two_", "relay"), "annals.two_/relay");
+        assert_ne!(
+            lock_key("annals", "", "two_/relay"),
+            lock_key("annals", "two_", "relay")
+        );
     }
 }

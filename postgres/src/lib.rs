@@ -9,7 +9,8 @@
 //! **Connect.** [`PostgresEventStore::connect`] takes a connection URL, creates the
 //! store's schema (`annals` by default, see [`PostgresOptions::schema`]) and runs
 //! the embedded migrations. [`PostgresEventStore::from_pool`] shares a pool your
-//! application already has.
+//! application already has. Several stores share a database in different schemas,
+//! or in one schema with different [`PostgresOptions::table_prefix`]es.
 //!
 //! ```no_run
 //! use annals_postgres::{

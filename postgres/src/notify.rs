@@ -57,12 +57,12 @@ pub(crate) struct Notifications {
 }
 
 impl Notifications {
-    pub(crate) fn new(schema: &str, enabled: bool, prepared: bool) -> Self {
+    pub(crate) fn new(schema: &str, prefix: &str, enabled: bool, prepared: bool) -> Self {
         let token = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
         Self {
             enabled,
             prepared,
-            channel: channel(schema),
+            channel: channel(schema, prefix),
             token: format!("{token:016x}"),
             pending: AtomicBool::new(false),
             sending: AtomicBool::new(false),
@@ -165,15 +165,22 @@ impl Drop for Notifications {
     }
 }
 
-/// The channel of a schema's store: `annals.<schema>`, or a hash of the schema
-/// when that would be longer than PostgreSQL allows.
-fn channel(schema: &str) -> String {
-    let plain = format!("annals.{schema}");
+/// The channel of a store: `annals.<schema>`, or `annals.<schema>.<prefix>`
+/// with a table prefix (a schema name has no `.`, so the two kinds never
+/// collide), or a hash of that name when it would be longer than PostgreSQL
+/// allows.
+fn channel(schema: &str, prefix: &str) -> String {
+    let name = if prefix.is_empty() {
+        schema.to_owned()
+    } else {
+        format!("{schema}.{prefix}")
+    };
+    let plain = format!("annals.{name}");
     if plain.len() <= MAX_CHANNEL {
         return plain;
     }
     // FNV-1a: stable across processes and versions (unlike std's hasher).
-    let hash = schema.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
     format!("annals.{hash:016x}")
@@ -222,11 +229,23 @@ mod tests {
 
     #[test]
     fn channels_fit_postgres_limit() {
-        assert_eq!(channel("annals"), "annals.annals");
+        assert_eq!(channel("annals", ""), "annals.annals");
         let long = "s".repeat(63);
-        let hashed = channel(&long);
+        let hashed = channel(&long, "");
         assert!(hashed.len() <= super::MAX_CHANNEL, "{hashed}");
-        assert_eq!(hashed, channel(&long), "stable");
-        assert_ne!(hashed, channel(&"t".repeat(63)));
+        assert_eq!(hashed, channel(&long, ""), "stable");
+        assert_ne!(hashed, channel(&"t".repeat(63), ""));
+    }
+
+    #[test]
+    fn each_prefix_has_its_own_channel() {
+        assert_eq!(channel("annals", "two_"), "annals.annals.two_");
+        assert_ne!(channel("annals", "two_"), channel("annals", "one_"));
+        assert_ne!(channel("annals", "two_"), channel("annals", ""));
+        let long = "s".repeat(63);
+        let hashed = channel(&long, "two_");
+        assert!(hashed.len() <= super::MAX_CHANNEL, "{hashed}");
+        assert_ne!(hashed, channel(&long, ""));
+        assert_ne!(hashed, channel(&long, "one_"));
     }
 }

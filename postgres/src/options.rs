@@ -1,6 +1,9 @@
-//! [`PostgresOptions`]: which schema the store uses and how it talks to PostgreSQL.
+//! [`PostgresOptions`]: which schema (and table prefix) the store uses and how it
+//! talks to PostgreSQL.
 
 use std::time::Duration;
+
+use annals_core::backend::TablePrefix;
 
 use crate::{Error, Result};
 
@@ -9,7 +12,7 @@ use crate::{Error, Result};
 ///
 /// Every setting has a documented default, so `PostgresOptions::default()` is a
 /// working configuration. Options are checked when the store connects: an invalid
-/// schema name is an [`Error::InvalidInput`] then.
+/// schema name or table prefix is an [`Error::InvalidInput`] then.
 ///
 /// ```
 /// use std::time::Duration;
@@ -28,6 +31,7 @@ use crate::{Error, Result};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PostgresOptions {
     pub(crate) schema: String,
+    pub(crate) table_prefix: String,
     pub(crate) max_connections: u32,
     pub(crate) acquire_timeout: Duration,
     pub(crate) operation_timeout: Duration,
@@ -44,6 +48,7 @@ impl Default for PostgresOptions {
     fn default() -> Self {
         PostgresOptions {
             schema: Self::DEFAULT_SCHEMA.to_owned(),
+            table_prefix: String::new(),
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
             acquire_timeout: Self::DEFAULT_ACQUIRE_TIMEOUT,
             operation_timeout: Self::DEFAULT_OPERATION_TIMEOUT,
@@ -90,6 +95,39 @@ impl PostgresOptions {
     #[must_use]
     pub fn schema(mut self, schema: impl Into<String>) -> Self {
         self.schema = schema.into();
+        self
+    }
+
+    /// A prefix for the names of the store's tables, functions, indexes and
+    /// constraints, and of its migration table (default: none, the names in
+    /// `migrations/postgres`). With the prefix `billing_` the events live in
+    /// `"<schema>".billing_events` and the migrations are recorded in
+    /// `billing__sqlx_migrations`. Stores with different prefixes in one schema
+    /// are fully independent: their own log, positions, snapshots, checkpoints,
+    /// leases and notification channel.
+    ///
+    /// Prefer a separate [`schema`](PostgresOptions::schema) for each store; a
+    /// prefix is for when you cannot create schemas, or must keep several stores
+    /// in one (see docs/backends/postgres.md, "Schemas and table prefixes").
+    ///
+    /// Must be at most 32 characters of `a-z`, `0-9` and `_`, starting with a
+    /// letter or `_` ([`TablePrefix`](annals_core::backend::TablePrefix)); any
+    /// other prefix is an [`Error::InvalidInput`] when the store connects,
+    /// before anything is created. Changing the prefix of an existing store
+    /// opens a different, empty store.
+    ///
+    /// ```
+    /// use annals_postgres::PostgresOptions;
+    ///
+    /// let options = PostgresOptions::new().schema("app").table_prefix("billing_");
+    /// assert_eq!(options.table_prefix_name(), "billing_");
+    /// assert!(options.validate().is_ok());
+    /// assert!(PostgresOptions::new().table_prefix("x;DROP TABLE events").validate().is_err());
+    /// assert!(PostgresOptions::new().table_prefix("Billing").validate().is_err());
+    /// ```
+    #[must_use]
+    pub fn table_prefix(mut self, prefix: &str) -> Self {
+        prefix.clone_into(&mut self.table_prefix);
         self
     }
 
@@ -279,11 +317,24 @@ impl PostgresOptions {
         &self.schema
     }
 
+    /// The configured table prefix (empty by default, see
+    /// [`table_prefix`](PostgresOptions::table_prefix)).
+    pub fn table_prefix_name(&self) -> &str {
+        &self.table_prefix
+    }
+
+    /// The validated table prefix.
+    pub(crate) fn prefix(&self) -> Result<TablePrefix> {
+        TablePrefix::new(&self.table_prefix)
+    }
+
     /// Checks the options: the schema name must be a plain identifier (see
-    /// [`schema`](PostgresOptions::schema)) and the application name must not
-    /// contain NUL. Errors are [`Error::InvalidInput`].
+    /// [`schema`](PostgresOptions::schema)), the table prefix a valid
+    /// [`table_prefix`](PostgresOptions::table_prefix), and the application name
+    /// must not contain NUL. Errors are [`Error::InvalidInput`].
     pub fn validate(&self) -> Result<()> {
         validate_schema_name(&self.schema)?;
+        self.prefix()?;
         if let Some(name) = &self.application_name {
             if name.contains('\0') {
                 return Err(Error::invalid_input(

@@ -7,7 +7,7 @@
 //! caller's connection, inside a `SAVEPOINT`:
 //!
 //! * **Schema.** Every statement names the store's schema (`"schema".events`,
-//!   `"schema".position_base()`), so the caller's `search_path` does not matter
+//!   `"schema".position_base()`, with the table prefix if any), so the caller's `search_path` does not matter
 //!   and is left alone. (`SET LOCAL search_path` would outlive the call: it lasts
 //!   until the caller's transaction ends, and would redirect the caller's own
 //!   unqualified statements after it.)
@@ -51,6 +51,7 @@ use crate::{
     error::{bounded, classify_write, WriteFailure},
     options::quote_ident,
     session::Session,
+    sql::Names,
     PostgresEventStore,
 };
 
@@ -63,9 +64,6 @@ const RELEASE: &str = "RELEASE SAVEPOINT annals_commit_in";
 /// token (16 hex digits) equals it, so every listener — this store's too —
 /// wakes its subscribers.
 const NOTIFY_PAYLOAD: &str = "annals.commit_in";
-
-/// The primary key on `position` (see the migration).
-const POSITION_KEY: &str = "events_pkey";
 
 /// What one attempt of [`transact`](PostgresEventStore::transact) ended with.
 enum Attempt<E> {
@@ -470,7 +468,7 @@ impl PostgresEventStore {
                     simple(conn, ROLLBACK_TO)
                         .await
                         .map_err(|e| inner.map_err(e, "rolling back to the append's savepoint"))?;
-                    if !shifted && position_taken(&err) {
+                    if !shifted && position_taken(&err, inner.queries.names()) {
                         // This transaction already stored rows: continue its slots.
                         shifted = true;
                         let used = self.used_slots(conn).await?;
@@ -485,7 +483,11 @@ impl PostgresEventStore {
                         batch.shift_slots(used);
                         continue;
                     }
-                    match classify_write(err, inner.options.operation_timeout) {
+                    match classify_write(
+                        err,
+                        inner.options.operation_timeout,
+                        inner.queries.names(),
+                    ) {
                         WriteFailure::VersionTaken | WriteFailure::Retry => {
                             if self.is_read_committed(conn, &mut read_committed).await? {
                                 continue;
@@ -535,7 +537,9 @@ impl PostgresEventStore {
              LEFT JOIN {s}.events e ON e.position > b.base AND e.position < b.base + 1048576 \
              GROUP BY b.base"
         );
-        // The schema is validated and quoted; nothing else is spliced in.
+        // The schema is validated and quoted, the table prefix validated; nothing
+        // else is spliced in.
+        let sql = self.inner().queries.names().apply_owned(sql);
         sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql))
             .persistent(false)
             .fetch_one(conn)
@@ -599,9 +603,11 @@ async fn simple(conn: &mut PgConnection, sql: &'static str) -> sqlx::Result<()> 
         .map(drop)
 }
 
-/// The insert hit a position this transaction already stored.
-fn position_taken(err: &sqlx::Error) -> bool {
+/// The insert hit a position this transaction already stored (the primary key
+/// `events_pkey`, with the store's table prefix).
+fn position_taken(err: &sqlx::Error, names: &Names) -> bool {
     err.as_database_error().is_some_and(|db| {
-        db.kind() == ErrorKind::UniqueViolation && db.constraint() == Some(POSITION_KEY)
+        db.kind() == ErrorKind::UniqueViolation
+            && db.constraint() == Some(names.position_key.as_str())
     })
 }

@@ -2,14 +2,112 @@
 //! and read shape.
 //!
 //! The schema name is validated ([`crate::options::validate_schema_name`]) and
-//! quoted before it is spliced in; every value is a bind parameter. That is why
-//! wrapping these strings in [`AssertSqlSafe`] is sound.
+//! quoted before it is spliced in, the table prefix is validated
+//! ([`TablePrefix`]: `[a-z_][a-z0-9_]*`) and spliced in front of the
+//! [`SCHEMA_NAMES`]; every value is a bind parameter. That is why wrapping these
+//! strings in [`AssertSqlSafe`] is sound.
 
-use std::sync::Arc;
+use std::{borrow::Cow, sync::Arc};
 
+use annals_core::backend::TablePrefix;
 use sqlx::{AssertSqlSafe, SqlStr};
 
 use crate::{options::quote_ident, row::EVENT_COLUMNS};
+
+/// Every name the PostgreSQL schema (`migrations/postgres`) defines in the
+/// store's schema: tables, functions, constraints and indexes. A
+/// [`PostgresOptions::table_prefix`](crate::PostgresOptions::table_prefix) goes
+/// in front of each of them, in the migrations and in every statement the store
+/// runs ([`TablePrefix::apply`]); constraint and index names too, because index
+/// names are unique per schema. A unit test checks that the migrations define no
+/// other name. None of them is also a column name, so whole-word rewriting
+/// cannot touch a column.
+pub(crate) const SCHEMA_NAMES: &[&str] = &[
+    // Tables.
+    "events",
+    "snapshots",
+    "position_clock",
+    "checkpoints",
+    // Functions (the position functions are (re)defined by
+    // `set_position_clock`, with dynamic SQL in string literals).
+    "set_position_clock",
+    "check_position_clock",
+    "position_base",
+    "safe_position",
+    "safe_position_slow",
+    "settled_position",
+    "read_horizon",
+    "event_time_micros",
+    // Constraints (and the indexes behind the primary keys and unique ones).
+    "events_pkey",
+    "events_event_id_key",
+    "events_stream_version_key",
+    "events_version_positive",
+    "snapshots_pkey",
+    "position_clock_pkey",
+    "position_clock_one_row",
+    "checkpoints_pkey",
+    "checkpoints_position_not_negative",
+    // Indexes.
+    "events_type_time_idx",
+    "events_ce_source_idx",
+    "events_ce_subject_idx",
+    "events_correlation_id_idx",
+];
+
+/// sqlx's table of applied migrations; with a prefix, `<prefix>_sqlx_migrations`.
+pub(crate) const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
+
+/// The unique constraint behind optimistic concurrency (see the migration).
+const STREAM_VERSION_KEY: &str = "events_stream_version_key";
+/// The unique constraint behind idempotency.
+const EVENT_ID_KEY: &str = "events_event_id_key";
+/// The primary key (positions).
+const POSITION_KEY: &str = "events_pkey";
+
+/// The store's names for the objects Rust code refers to by name, with the
+/// table prefix: the constraints write errors are classified by, and sqlx's
+/// migration table.
+#[derive(Clone, Debug)]
+pub(crate) struct Names {
+    pub(crate) prefix: TablePrefix,
+    /// `events_stream_version_key`.
+    pub(crate) stream_version_key: String,
+    /// `events_event_id_key`.
+    pub(crate) event_id_key: String,
+    /// `events_pkey`.
+    pub(crate) position_key: String,
+    /// `_sqlx_migrations`.
+    pub(crate) migrations_table: String,
+}
+
+impl Names {
+    pub(crate) fn new(prefix: &TablePrefix) -> Self {
+        Names {
+            prefix: prefix.clone(),
+            stream_version_key: prefix.name(STREAM_VERSION_KEY),
+            event_id_key: prefix.name(EVENT_ID_KEY),
+            position_key: prefix.name(POSITION_KEY),
+            migrations_table: prefix.name(MIGRATIONS_TABLE),
+        }
+    }
+
+    /// `sql` with the prefix in front of every [`SCHEMA_NAMES`] name (borrowed
+    /// unchanged without a prefix).
+    pub(crate) fn apply<'a>(&self, sql: &'a str) -> Cow<'a, str> {
+        self.prefix.apply(sql, SCHEMA_NAMES)
+    }
+
+    /// [`apply`](Names::apply) for a statement built at run time: `sql` itself
+    /// without a prefix.
+    pub(crate) fn apply_owned(&self, sql: String) -> String {
+        if self.prefix.is_empty() {
+            sql
+        } else {
+            self.apply(&sql).into_owned()
+        }
+    }
+}
 
 /// Every statement the store runs, with the schema spliced in.
 #[derive(Debug)]
@@ -28,6 +126,8 @@ pub(crate) struct Queries {
     read_blocker: Arc<str>,
     /// The quoted schema name.
     schema: String,
+    /// The prefixed names.
+    names: Names,
     get_event: Arc<str>,
     save_snapshot: Arc<str>,
     load_snapshot: Arc<str>,
@@ -144,9 +244,10 @@ fn read_all_sql(s: &str, shape: LogShape, backward: bool) -> String {
 }
 
 impl Queries {
-    pub(crate) fn new(schema: &str) -> Self {
+    pub(crate) fn new(schema: &str, prefix: &TablePrefix) -> Self {
         let s = quote_ident(schema);
-        let q = |text: String| Arc::<str>::from(text);
+        let names = Names::new(prefix);
+        let q = |text: String| Arc::<str>::from(names.apply(&text));
         Queries {
             // One-stream append, one statement per batch (crate::append): the
             // stream's version, then — only if it is in [$2, $3] — the batch at the
@@ -271,7 +372,13 @@ impl Queries {
             )),
             delete_snapshot: q(format!("DELETE FROM {s}.snapshots WHERE stream_id = $1")),
             schema: s,
+            names,
         }
+    }
+
+    /// The prefixed names.
+    pub(crate) fn names(&self) -> &Names {
+        &self.names
     }
 
     pub(crate) fn append(&self) -> SqlStr {
@@ -306,7 +413,11 @@ impl Queries {
         // Every shape's statement is built in `new`; the fallback is unreachable.
         match self.read_all.get(i) {
             Some(text) => sql(text),
-            None => sql(&Arc::from(read_all_sql(&self.schema, shape, backward))),
+            None => sql(&Arc::from(self.names.apply(&read_all_sql(
+                &self.schema,
+                shape,
+                backward,
+            )))),
         }
     }
     pub(crate) fn read_blocker(&self) -> SqlStr {
@@ -332,7 +443,7 @@ impl Queries {
 /// part of the API.
 pub fn read_statements(schema: &str) -> Vec<(String, String, Vec<&'static str>)> {
     let s = quote_ident(schema);
-    let queries = Queries::new(schema);
+    let queries = Queries::new(schema, &TablePrefix::default());
     let stream = ["text", "bigint", "bigint", "bigint"];
     let mut all = vec![
         (
@@ -367,4 +478,226 @@ pub fn read_statements(schema: &str) -> Vec<(String, String, Vec<&'static str>)>
         }
     }
     all
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The embedded migrations' SQL, without `--` comments (which mention
+    /// `CREATE INDEX` in prose).
+    fn migrations() -> Vec<String> {
+        sqlx::migrate!("../migrations/postgres")
+            .iter()
+            .map(|m| {
+                m.sql
+                    .as_str()
+                    .lines()
+                    .map(|line| line.split("--").next().unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .collect()
+    }
+
+    fn words(sql: &str) -> Vec<&str> {
+        sql.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| !w.is_empty())
+            .collect()
+    }
+
+    /// Every `CREATE [OR REPLACE] [UNIQUE] (TABLE|INDEX|FUNCTION|SEQUENCE|VIEW|
+    /// TYPE) [CONCURRENTLY] [IF NOT EXISTS] <name>` and `CONSTRAINT <name>` of the
+    /// migrations, string literals (dynamic SQL) included.
+    fn defined_names() -> BTreeSet<String> {
+        let mut found = BTreeSet::new();
+        for sql in migrations() {
+            let words: Vec<String> = words(&sql).into_iter().map(str::to_owned).collect();
+            let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
+            for (i, word) in upper.iter().enumerate() {
+                let mut j = i + 1;
+                let at = |j: usize, w: &str| upper.get(j).is_some_and(|u| u == w);
+                if word == "CONSTRAINT" {
+                    found.insert(words[j].to_ascii_lowercase());
+                    continue;
+                }
+                if word != "CREATE" {
+                    continue;
+                }
+                if at(j, "OR") && at(j + 1, "REPLACE") {
+                    j += 2;
+                }
+                if at(j, "UNIQUE") {
+                    j += 1;
+                }
+                let kinds = ["TABLE", "INDEX", "FUNCTION", "SEQUENCE", "VIEW", "TYPE"];
+                if !kinds.iter().any(|k| at(j, k)) {
+                    continue;
+                }
+                j += 1;
+                if at(j, "CONCURRENTLY") {
+                    j += 1;
+                }
+                if at(j, "IF") && at(j + 1, "NOT") && at(j + 2, "EXISTS") {
+                    j += 3;
+                }
+                found.insert(words[j].to_ascii_lowercase());
+            }
+        }
+        found
+    }
+
+    /// The columns of every `CREATE TABLE` (first word of each line in its body).
+    fn column_names() -> BTreeSet<String> {
+        let mut columns = BTreeSet::new();
+        for sql in migrations() {
+            let mut in_table = false;
+            for line in sql.lines() {
+                let line = line.trim();
+                if line.to_ascii_uppercase().starts_with("CREATE TABLE") {
+                    in_table = true;
+                    continue;
+                }
+                if line.starts_with(')') {
+                    in_table = false;
+                }
+                if !in_table {
+                    continue;
+                }
+                if let Some(first) = words(line).first() {
+                    if !first.eq_ignore_ascii_case("CONSTRAINT") {
+                        columns.insert(first.to_ascii_lowercase());
+                    }
+                }
+            }
+        }
+        columns
+    }
+
+    #[test]
+    fn schema_names_cover_every_name_the_migrations_define() {
+        let defined = defined_names();
+        // The scan finds what it should: a table, a dynamic function, an index.
+        for name in ["events", "safe_position_slow", "events_ce_source_idx"] {
+            assert!(
+                defined.contains(name),
+                "the scan missed {name}: {defined:?}"
+            );
+        }
+        let listed: BTreeSet<String> = SCHEMA_NAMES.iter().map(|&n| n.to_owned()).collect();
+        let missing: Vec<&String> = defined.difference(&listed).collect();
+        assert!(missing.is_empty(), "not in SCHEMA_NAMES: {missing:?}");
+        let unused: Vec<&String> = listed.difference(&defined).collect();
+        assert!(
+            unused.is_empty(),
+            "in SCHEMA_NAMES but not defined: {unused:?}"
+        );
+    }
+
+    #[test]
+    fn no_schema_name_is_a_column_or_a_column_of_the_statements() {
+        let columns = column_names();
+        for column in ["position", "event_id", "stream_id", "xid_offset", "name"] {
+            assert!(
+                columns.contains(column),
+                "the scan missed {column}: {columns:?}"
+            );
+        }
+        for name in SCHEMA_NAMES {
+            assert!(!columns.contains(*name), "{name} is also a column");
+            assert!(
+                !words(EVENT_COLUMNS).contains(name),
+                "{name} in EVENT_COLUMNS"
+            );
+        }
+    }
+
+    #[test]
+    fn prefixed_migrations_define_only_prefixed_names() {
+        let prefix = TablePrefix::new("two_").unwrap();
+        let names = Names::new(&prefix);
+        for sql in migrations() {
+            let prefixed = names.apply(&sql);
+            for word in words(&prefixed) {
+                assert!(!SCHEMA_NAMES.contains(&word), "unprefixed {word}");
+            }
+            for name in SCHEMA_NAMES {
+                if words(&sql).contains(name) {
+                    assert!(words(&prefixed).contains(&prefix.name(name).as_str()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn names_compared_in_rust_fit_postgres_identifiers() {
+        // PostgreSQL truncates names to 63 bytes: the constraints errors are
+        // classified by must keep their full name with the longest prefix.
+        let longest = TablePrefix::new(&"p".repeat(TablePrefix::MAX_LEN)).unwrap();
+        let names = Names::new(&longest);
+        for name in [
+            &names.stream_version_key,
+            &names.event_id_key,
+            &names.position_key,
+            &names.migrations_table,
+        ] {
+            assert!(name.len() <= 63, "{name}");
+        }
+        // Longer names are truncated alike on every use, and stay distinct.
+        let truncated: BTreeSet<String> = SCHEMA_NAMES
+            .iter()
+            .map(|n| longest.name(n).chars().take(63).collect())
+            .collect();
+        assert_eq!(truncated.len(), SCHEMA_NAMES.len());
+    }
+
+    #[test]
+    fn default_names_and_statements_are_unchanged() {
+        let names = Names::new(&TablePrefix::default());
+        assert_eq!(names.stream_version_key, "events_stream_version_key");
+        assert_eq!(names.event_id_key, "events_event_id_key");
+        assert_eq!(names.position_key, "events_pkey");
+        assert_eq!(names.migrations_table, "_sqlx_migrations");
+        let queries = Queries::new("annals", &TablePrefix::default());
+        assert!(queries.append.contains("\"annals\".events "));
+        assert!(queries.append.contains("\"annals\".position_base()"));
+    }
+
+    #[test]
+    fn prefixed_statements_name_only_prefixed_objects() {
+        let prefix = TablePrefix::new("two_").unwrap();
+        let queries = Queries::new("annals", &prefix);
+        let all: Vec<Arc<str>> = [
+            &queries.append,
+            &queries.append_one,
+            &queries.append_many,
+            &queries.delete_guards,
+            &queries.events_by_ids,
+            &queries.stream_version,
+            &queries.stream_versions,
+            &queries.read_stream_forward,
+            &queries.read_stream_backward,
+            &queries.get_event,
+            &queries.save_snapshot,
+            &queries.load_snapshot,
+            &queries.delete_snapshot,
+        ]
+        .into_iter()
+        .chain(&queries.read_all)
+        .cloned()
+        .collect();
+        for text in &all {
+            for word in words(text) {
+                assert!(!SCHEMA_NAMES.contains(&word), "unprefixed {word} in {text}");
+            }
+        }
+        assert!(queries.append.contains("\"annals\".two_events "));
+        assert!(queries.append.contains("\"annals\".two_position_base()"));
+        assert!(queries.save_snapshot.contains("\"annals\".two_snapshots "));
+        assert_eq!(queries.names().position_key, "two_events_pkey");
+        assert_eq!(queries.names().migrations_table, "two__sqlx_migrations");
+    }
 }

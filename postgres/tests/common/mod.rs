@@ -24,8 +24,15 @@ pub(crate) fn direct_url() -> Option<String> {
 /// last: it drops the schema).
 pub(crate) async fn store_with(options: PostgresOptions) -> (PostgresEventStore, TestSchema) {
     let schema = TestSchema::create().await;
+    let store = store_in(&schema, options).await;
+    (store, schema)
+}
+
+/// A store in `schema` (which may already hold other stores, with other table
+/// prefixes), connected as [`store_with`] does.
+pub(crate) async fn store_in(schema: &TestSchema, options: PostgresOptions) -> PostgresEventStore {
     let options = options.schema(schema.name());
-    let store = match direct_url() {
+    match direct_url() {
         Some(direct) => {
             let migrator = PostgresEventStore::connect_with(&direct, options.clone())
                 .await
@@ -38,8 +45,7 @@ pub(crate) async fn store_with(options: PostgresOptions) -> (PostgresEventStore,
         None => PostgresEventStore::connect_with(schema.url(), options)
             .await
             .expect("connecting the store to the test database"),
-    };
-    (store, schema)
+    }
 }
 
 /// A store in a fresh schema with a pool large enough for the racing tests.

@@ -23,7 +23,7 @@ use tracing::Instrument;
 use crate::{
     append::{exec, one_member},
     sql::Statements,
-    AppendRequest, Committed, Error, PreparedAppend, SqliteEventStore,
+    AppendRequest, Committed, Error, PreparedAppend, RetryPolicy, SqliteEventStore,
 };
 
 impl SqliteEventStore {
@@ -92,7 +92,8 @@ impl SqliteEventStore {
             streams = prepared.parts().len(),
             events = prepared.event_count()
         );
-        let (value, committed) = self.run_work(Some(prepared), work).instrument(span).await?;
+        let work = move |conn: &Connection| work(conn).map(|value| (value, Some(prepared)));
+        let (value, committed) = self.run_work(work).instrument(span).await?;
         match committed {
             Some(committed) => Ok((value, committed)),
             None => Err(E::from(Error::backend(
@@ -114,17 +115,93 @@ impl SqliteEventStore {
         E: From<Error> + Send + 'static,
     {
         let span = tracing::debug_span!("annals.write_with");
-        let (value, _) = self.run_work(None, work).instrument(span).await?;
+        let work = move |conn: &Connection| work(conn).map(|value| (value, None));
+        let (value, _) = self.run_work(work).instrument(span).await?;
         Ok(value)
     }
 
-    async fn run_work<T, E, F>(
-        &self,
-        append: Option<PreparedAppend>,
-        work: F,
-    ) -> Result<(T, Option<Committed>), E>
+    /// The transactional publisher: runs `work` on the store's writer inside one
+    /// transaction, appends the request it returns, commits — and on
+    /// [`Error::Conflict`] rolls everything back and runs `work` again, up to
+    /// `policy`'s attempts (then returns the last conflict). Errors of `work`
+    /// itself are returned at once.
+    ///
+    /// `work` runs under SQLite's write lock, so a request built from what it
+    /// reads there (your rows, the stream's version) cannot conflict; the retry
+    /// is for requests built from state read *before* (an aggregate loaded
+    /// outside), which `work` can reload.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> annals_sqlite::Result<()> {
+    /// use annals_sqlite::{
+    ///     AppendRequest, Error, ExpectedVersion, NewEvent, RetryPolicy, SqliteEventStore, StreamId,
+    /// };
+    ///
+    /// let store = SqliteEventStore::in_memory().await?;
+    /// store
+    ///     .write_with(|db| {
+    ///         db.execute_batch("CREATE TABLE stock (sku TEXT PRIMARY KEY, left INTEGER);
+    ///                           INSERT INTO stock VALUES ('tea', 3);")
+    ///             .map_err(|e| Error::backend("creating my table", e))
+    ///     })
+    ///     .await?;
+    /// let sku = StreamId::new("sku-tea")?;
+    /// let (left, _) = store
+    ///     .transact(RetryPolicy::default(), move |db| {
+    ///         let left: i64 = db
+    ///             .query_row("UPDATE stock SET left = left - 1 WHERE sku = 'tea' RETURNING left", [], |r| r.get(0))
+    ///             .map_err(|e| Error::backend("taking one from stock", e))?;
+    ///         let taken = NewEvent::json("StockTaken", &serde_json::json!({ "left": left }))?;
+    ///         Ok((left, AppendRequest::new().append(&sku, ExpectedVersion::Any, vec![taken])))
+    ///     })
+    ///     .await?;
+    /// assert_eq!(left, 2);
+    /// # Ok(()) }
+    /// ```
+    pub async fn transact<T, E, F>(&self, policy: RetryPolicy, work: F) -> Result<(T, Committed), E>
     where
-        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        F: FnMut(&Connection) -> Result<(T, AppendRequest), E> + Send + 'static,
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+    {
+        let work = Arc::new(std::sync::Mutex::new(work));
+        let limits = self.limits();
+        let mut attempt = 1_u32;
+        loop {
+            let span = tracing::debug_span!("annals.transact", attempt);
+            let (work, limits) = (Arc::clone(&work), limits.clone());
+            let once = move |conn: &Connection| -> Result<_, Failure<E>> {
+                let mut work = work
+                    .lock()
+                    .map_err(|_| Error::backend("transact", "an earlier attempt panicked"))?;
+                let (value, request) = (*work)(conn).map_err(Failure::Work)?;
+                let prepared = backend::prepare(request, &limits)?;
+                Ok((value, Some(prepared)))
+            };
+            match self.run_work(once).instrument(span).await {
+                Ok((value, Some(committed))) => return Ok((value, committed)),
+                Ok((_, None)) => {
+                    return Err(E::from(Error::backend(
+                        "appending in the caller's transaction",
+                        "the append left no result",
+                    )))
+                }
+                Err(Failure::Work(e)) => return Err(e),
+                Err(Failure::Store(e)) if !e.is_conflict() || attempt >= policy.max_attempts() => {
+                    return Err(E::from(e))
+                }
+                Err(Failure::Store(_)) => {}
+            }
+            tracing::debug!(attempt, "annals: transact conflicted; retrying");
+            tokio::time::sleep(policy.delay(attempt)).await;
+            attempt += 1;
+        }
+    }
+
+    async fn run_work<T, E, F>(&self, work: F) -> Result<(T, Option<Committed>), E>
+    where
+        F: FnOnce(&Connection) -> Result<(T, Option<PreparedAppend>), E> + Send + 'static,
         T: Send + 'static,
         E: From<Error> + Send + 'static,
     {
@@ -136,7 +213,7 @@ impl SqliteEventStore {
                     return; // cancelled before it started: nothing runs
                 }
                 let result = match conn {
-                    Ok(conn) => in_transaction(conn, &sql, append.as_ref(), work),
+                    Ok(conn) => in_transaction(conn, &sql, work),
                     Err(e) => Err(E::from(e)),
                 };
                 // Once started it runs to its end; a caller that went away misses
@@ -154,16 +231,28 @@ impl SqliteEventStore {
     }
 }
 
-/// `BEGIN IMMEDIATE`, `work`, the append (if any) in its savepoint, `COMMIT`;
-/// rolled back on any failure.
+/// How an attempt of [`transact`](SqliteEventStore::transact) failed: in the
+/// store (a conflict is retried) or in the caller's work (returned as is).
+enum Failure<E> {
+    Store(Error),
+    Work(E),
+}
+
+impl<E> From<Error> for Failure<E> {
+    fn from(e: Error) -> Self {
+        Failure::Store(e)
+    }
+}
+
+/// `BEGIN IMMEDIATE`, `work`, the append it returns (if any) in its savepoint,
+/// `COMMIT`; rolled back on any failure.
 fn in_transaction<T, E, F>(
     conn: &mut Connection,
     sql: &Statements,
-    append: Option<&PreparedAppend>,
     work: F,
 ) -> Result<(T, Option<Committed>), E>
 where
-    F: FnOnce(&Connection) -> Result<T, E>,
+    F: FnOnce(&Connection) -> Result<(T, Option<PreparedAppend>), E>,
     E: From<Error>,
 {
     const WHAT: &str = "running work in the store's transaction";
@@ -174,7 +263,7 @@ where
         ))
     })?;
     let outcome = (|| {
-        let value = match catch_unwind(AssertUnwindSafe(|| work(conn))) {
+        let (value, append) = match catch_unwind(AssertUnwindSafe(|| work(conn))) {
             Ok(result) => result?,
             Err(_) => return Err(failed("the work panicked; nothing was written".to_owned())),
         };
@@ -185,7 +274,7 @@ where
         }
         let committed = match append {
             None => None,
-            Some(append) => match one_member(conn, sql, append) {
+            Some(append) => match one_member(conn, sql, &append) {
                 Ok(Ok((committed, _))) => Some(committed),
                 Ok(Err(e)) => return Err(E::from(e)),
                 Err(e) => {

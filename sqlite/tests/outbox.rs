@@ -417,3 +417,86 @@ async fn a_sigkill_between_business_write_and_commit_leaves_neither() {
         store.close().await;
     }
 }
+
+/// `transact` reruns the work after a conflict (its rows of the failed attempt
+/// rolled back), gives up after the policy's attempts with nothing written, and
+/// returns the work's own errors at once.
+#[tokio::test]
+async fn transact_retries_conflicts_and_returns_work_errors() {
+    use std::sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc,
+    };
+
+    use annals_sqlite::RetryPolicy;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_orders_table(&dir.path().join("t.db")).await;
+    let order = StreamId::new("order-t").unwrap();
+    let policy = RetryPolicy::default()
+        .with_max_attempts(3)
+        .with_base_delay(Duration::from_millis(1));
+
+    // The first attempt expects the wrong version; the second reads it inside
+    // the transaction.
+    let calls = Arc::new(AtomicU32::new(0));
+    let (value, committed) = store
+        .transact(policy, {
+            let (calls, order) = (Arc::clone(&calls), order.clone());
+            move |db| {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                db.execute("INSERT INTO orders VALUES ('t-1', 'placed')", [])?;
+                let expected = if n == 0 {
+                    ExpectedVersion::Exact(Version::new(7))
+                } else {
+                    ExpectedVersion::NoStream
+                };
+                Ok::<_, AppError>((n, placed(&order, expected)))
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!((value, calls.load(Ordering::SeqCst)), (1, 2));
+    assert_eq!(committed.positions().count(), 1);
+    assert_eq!(
+        order_rows(&store).await.len(),
+        1,
+        "the first attempt rolled back"
+    );
+
+    // Always conflicting: three attempts, then the conflict; nothing written.
+    let calls = Arc::new(AtomicU32::new(0));
+    let err = store
+        .transact(policy, {
+            let (calls, order) = (Arc::clone(&calls), order.clone());
+            move |db| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                db.execute("INSERT INTO orders VALUES ('t-2', 'placed')", [])?;
+                Ok::<_, AppError>(((), placed(&order, ExpectedVersion::NoStream)))
+            }
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AppError::Store(ref e) if e.is_conflict()),
+        "{err:?}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(order_rows(&store).await.len(), 1);
+
+    // The work's own error: returned after one call.
+    let calls = Arc::new(AtomicU32::new(0));
+    let err = store
+        .transact(policy, {
+            let calls = Arc::clone(&calls);
+            move |_db| -> Result<((), AppendRequest), AppError> {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(AppError::Rejected("out of stock"))
+            }
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AppError::Rejected(_)), "{err:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(event_types(&store).await.len(), 1);
+}

@@ -101,15 +101,8 @@ fn last_day(now: i64, descending: bool) -> EventQuery {
     }
 }
 
-/// The latency pass and criterion groups for one store; `before` is the same
-/// backend without the query indexes, for the append pass.
-fn measure(
-    c: &mut Criterion,
-    name: &str,
-    rt: &tokio::runtime::Runtime,
-    store: &dyn EventStore,
-    before: &dyn EventStore,
-) {
+/// The latency pass and criterion groups for one store.
+fn measure(c: &mut Criterion, name: &str, rt: &tokio::runtime::Runtime, store: &dyn EventStore) {
     let total = log_size();
     let now = rt.block_on(fill(store, total));
     let lookups: Vec<(String, String)> = (0..RUNS)
@@ -153,7 +146,6 @@ fn measure(
             rt.block_on(store.get_by_source_id(source, id)).unwrap()
         });
     });
-    paired_appends(name, rt, store, before);
 }
 
 /// 100-event batches: plain on `before` (no query indexes), plain on `store`,
@@ -228,59 +220,72 @@ fn paired_appends(
     );
 }
 
+/// Which passes run: `ANNALS_BENCH_QUERY_PART=queries|appends` (default both).
+fn part(name: &str) -> bool {
+    std::env::var("ANNALS_BENCH_QUERY_PART").map_or(true, |p| p == name)
+}
+
 fn sqlite(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
-    let store = rt
-        .block_on(annals_sqlite::SqliteEventStore::open(
-            dir.path().join("q.db"),
-        ))
+    let open = |file: &str| {
+        rt.block_on(annals_sqlite::SqliteEventStore::open(dir.path().join(file)))
+            .unwrap()
+    };
+    if part("queries") {
+        measure(c, "sqlite", &rt, &open("q.db"));
+    }
+    if part("appends") {
+        // Two fresh stores of the same size; one without the query indexes.
+        let (store, before) = (open("now.db"), open("before.db"));
+        let conn = rusqlite::Connection::open(dir.path().join("before.db")).unwrap();
+        conn.execute_batch(
+            "DROP INDEX events_type_time; DROP INDEX events_ce_source; \
+             DROP INDEX events_ce_subject; DROP INDEX events_correlation_id;",
+        )
         .unwrap();
-    let before_path = dir.path().join("before.db");
-    let before = rt
-        .block_on(annals_sqlite::SqliteEventStore::open(&before_path))
-        .unwrap();
-    let conn = rusqlite::Connection::open(&before_path).unwrap();
-    conn.execute_batch(
-        "DROP INDEX events_type_time; DROP INDEX events_ce_source; \
-         DROP INDEX events_ce_subject; DROP INDEX events_correlation_id;",
-    )
-    .unwrap();
-    measure(c, "sqlite", &rt, &store, &before);
+        paired_appends("sqlite", &rt, &store, &before);
+    }
 }
 
 fn postgres(c: &mut Criterion) {
+    use annals_postgres::{PostgresEventStore, PostgresOptions};
     use annals_testing::postgres::{database_url, drop_schema, unique_schema_name};
     let rt = runtime();
     let url = rt.block_on(database_url());
     let schema = unique_schema_name().replacen("annals_test_", "annals_bench_", 1);
-    let store = rt
-        .block_on(annals_postgres::PostgresEventStore::connect_with(
+    let connect = |schema: &str| {
+        rt.block_on(PostgresEventStore::connect_with(
             &url,
-            annals_postgres::PostgresOptions::new().schema(&schema),
+            PostgresOptions::new().schema(schema),
         ))
+        .unwrap()
+    };
+    let schemas = [
+        schema.clone(),
+        format!("{schema}_now"),
+        format!("{schema}_before"),
+    ];
+    if part("queries") {
+        measure(c, "postgres", &rt, &connect(&schemas[0]));
+    }
+    if part("appends") {
+        let (store, before) = (connect(&schemas[1]), connect(&schemas[2]));
+        rt.block_on(
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP INDEX \"{b}\".events_type_time_idx, \"{b}\".events_ce_source_idx, \
+                 \"{b}\".events_ce_subject_idx, \"{b}\".events_correlation_id_idx",
+                b = schemas[2]
+            )))
+            .execute(before.pool()),
+        )
         .unwrap();
-    let before_schema = format!("{schema}_before");
-    let before = rt
-        .block_on(annals_postgres::PostgresEventStore::connect_with(
-            &url,
-            annals_postgres::PostgresOptions::new().schema(&before_schema),
-        ))
-        .unwrap();
-    rt.block_on(
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP INDEX \"{before_schema}\".events_type_time_idx, \"{before_schema}\".events_ce_source_idx, \
-             \"{before_schema}\".events_ce_subject_idx, \"{before_schema}\".events_correlation_id_idx"
-        )))
-        .execute(before.pool()),
-    )
-    .unwrap();
-    measure(c, "postgres", &rt, &store, &before);
+        paired_appends("postgres", &rt, &store, &before);
+    }
     rt.block_on(async {
-        store.pool().close().await;
-        before.pool().close().await;
-        drop_schema(&url, &schema).await;
-        drop_schema(&url, &before_schema).await;
+        for schema in &schemas {
+            drop_schema(&url, schema).await;
+        }
     });
 }
 

@@ -165,17 +165,15 @@ impl QueryFilter {
                 ),
             )
         } else {
-            // Where the first matching event of the types in the time range
-            // is: per type, from the `(event_type, event time)` index. (`+ 0`
-            // keeps PostgreSQL from answering min/max by walking the primary
-            // key instead.)
-            let bound = match (p_types, p_from, p_until, backward) {
-                (Some(t), Some(_), _, false) => Some(("min", ">=", t)),
-                (Some(t), _, Some(_), true) => Some(("max", "<=", t)),
-                _ => None,
-            }
-            .filter(|_| first)
-            .map_or(String::new(), |(agg, op, t)| {
+            // Where the first (last) matching event of the types in the time
+            // range is: per type, from the `(event_type, event time)` index. It
+            // bounds the positions the statement reads, so a BitmapAnd with the
+            // primary key or an ordered walk of it covers only the window, not
+            // the whole log. (`+ 0` keeps PostgreSQL from answering min/max by
+            // walking the primary key instead.) The bound that leads the read
+            // direction is only needed on the first page (later pages start at
+            // the cursor); the trailing one holds on every page.
+            let window = || {
                 let mut window = String::new();
                 if let Some(n) = p_from {
                     window += &format!(" AND {} >= ${n}::bigint", time("x"));
@@ -183,12 +181,27 @@ impl QueryFilter {
                 if let Some(n) = p_until {
                     window += &format!(" AND {} < ${n}::bigint", time("x"));
                 }
+                window
+            };
+            let edge = |agg: &str, op: &str, t: usize| {
                 format!(
                     " AND e.position {op} (SELECT {agg}(b.p) FROM unnest(${t}::text[]) AS t(v) \
                      CROSS JOIN LATERAL (SELECT {agg}(x.position + 0) AS p FROM {s}.events x \
-                                         WHERE x.event_type = t.v{window}) AS b)"
+                                         WHERE x.event_type = t.v{}) AS b)",
+                    window()
                 )
-            });
+            };
+            let mut bound = String::new();
+            if let (Some(t), Some(_)) = (p_types, p_from) {
+                if first || backward {
+                    bound += &edge("min", ">=", t);
+                }
+            }
+            if let (Some(t), Some(_)) = (p_types, p_until) {
+                if first || !backward {
+                    bound += &edge("max", "<=", t);
+                }
+            }
             let terms = terms("e");
             let terms = terms.strip_prefix(" AND ").unwrap_or(&terms);
             format!(

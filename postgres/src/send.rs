@@ -16,6 +16,7 @@ fn public_futures_are_send(
     checkpoints: &PostgresCheckpoints,
     conn: &mut sqlx::PgConnection,
     store: &PostgresEventStore,
+    stream: &annals_core::StreamId,
 ) {
     fn is_send<T: Send>(_: T) {}
     let options = PostgresOptions::default();
@@ -29,6 +30,26 @@ fn public_futures_are_send(
     is_send(PostgresEventStore::from_pool_with(pool.clone(), options));
     is_send(PostgresEventStore::with_read_replica(store.clone(), pool));
     is_send(PostgresEventStore::with_read_replica_url(store.clone(), ""));
+    is_send(PostgresEventStore::commit_in(
+        store,
+        &mut *conn,
+        annals_core::AppendRequest::new(),
+    ));
+    is_send(PostgresEventStore::append_in(
+        store,
+        &mut *conn,
+        stream,
+        annals_core::ExpectedVersion::Any,
+        Vec::new(),
+    ));
+    is_send(PostgresEventStore::transact(
+        store,
+        annals_core::RetryPolicy::default(),
+        |_: &mut sqlx::PgConnection| {
+            Box::pin(async { Ok::<_, annals_core::Error>(((), annals_core::AppendRequest::new())) })
+                as futures::future::BoxFuture<'_, _>
+        },
+    ));
     is_send(PostgresCheckpoints::save_in(
         checkpoints,
         conn,

@@ -27,6 +27,11 @@ fn _assert_send(
         store,
         |_: &rusqlite::Connection| Ok::<(), crate::Error>(()),
     ));
+    is_send(SqliteEventStore::transact(
+        store,
+        crate::RetryPolicy::default(),
+        |_: &rusqlite::Connection| Ok::<_, crate::Error>(((), crate::AppendRequest::new())),
+    ));
     is_send(SqliteCheckpoints::save_in(
         &store.checkpoints(),
         conn,

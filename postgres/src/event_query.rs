@@ -5,8 +5,9 @@
 //! `ce_subject`, `ce_time`, …, absent at their defaults), so a filter on one
 //! names its default too: the source [`DEFAULT_SOURCE`] matches events without
 //! `ce_source`, a subject matches events without `ce_subject` in a stream of that
-//! id, and the time is `event_time_micros(metadata, recorded_at)` (migration
-//! 0004, which also creates the indexes these statements use).
+//! id, and the time is the `event_time` column, generated from
+//! `event_time_micros(metadata, recorded_at)` (migrations 0004 and 0005, which
+//! also create the indexes these statements use).
 //!
 //! As for `read_all` (`sql.rs`, [`LogShape`](crate::sql::LogShape)), a statement
 //! has no always-true terms (`cardinality($n) = 0 OR …`, `$n IS NULL OR …`): a
@@ -74,7 +75,8 @@ impl QueryFilter {
     ///   the stream of that id without a subject), merged and cut to the page;
     /// * a types-and-time query's first page starts where the first matching
     ///   event is (ascending with a time from, descending with a time until),
-    ///   found through the `(event_type, event time)` index; later pages start
+    ///   found through the `(event_type, event_time, position)` index (an
+    ///   index-only scan); later pages start
     ///   at the cursor anyway;
     /// * a single correlation id is an ordered scan of its index as is.
     fn sql(&self, s: &str, backward: bool, skip: bool, first: bool) -> (String, Vec<&'static str>) {
@@ -83,7 +85,7 @@ impl QueryFilter {
             types.push(ty);
             types.len()
         };
-        let time = |a: &str| format!("{s}.event_time_micros({a}.metadata, {a}.recorded_at)");
+        let time = |a: &str| format!("{a}.event_time");
         let p_types = (!self.event_types.is_empty()).then(|| param("text[]"));
         let p_sources = (!self.sources.is_empty()).then(|| param("text[]"));
         let p_subjects = (!self.subjects.is_empty()).then(|| param("text[]"));
@@ -166,7 +168,8 @@ impl QueryFilter {
             )
         } else {
             // Where the first (last) matching event of the types in the time
-            // range is: per type, from the `(event_type, event time)` index. It
+            // range is: per type, an index-only scan of the `(event_type,
+            // event_time, position)` index. It
             // bounds the positions the statement reads, so a BitmapAnd with the
             // primary key or an ordered walk of it covers only the window, not
             // the whole log. (`+ 0` keeps PostgreSQL from answering min/max by

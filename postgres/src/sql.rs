@@ -50,6 +50,7 @@ pub(crate) const SCHEMA_NAMES: &[&str] = &[
     "checkpoints_position_not_negative",
     // Indexes.
     "events_type_time_idx",
+    "events_type_time_position_idx",
     "events_ce_source_idx",
     "events_ce_subject_idx",
     "events_correlation_id_idx",

@@ -591,7 +591,7 @@ async fn a_store_migrated_before_0004_upgrades_and_answers_queries() {
     }
     conn.close().await.unwrap();
 
-    // The new version connects: 0004 runs over the old rows.
+    // The new version connects: 0004 and 0005 run over the old rows.
     let store = PostgresEventStore::connect_with(
         schema.url(),
         PostgresOptions::new().schema(schema.name()),
@@ -605,13 +605,13 @@ async fn a_store_migrated_before_0004_upgrades_and_answers_queries() {
     .fetch_one(&mut conn)
     .await
     .unwrap();
-    assert_eq!(newest, 4);
+    assert_eq!(newest, 5);
     let indexes: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND indexname = ANY($2)",
     )
     .bind(schema.name())
     .bind(vec![
-        "events_type_time_idx",
+        "events_type_time_position_idx",
         "events_ce_source_idx",
         "events_ce_subject_idx",
         "events_correlation_id_idx",
@@ -620,6 +620,31 @@ async fn a_store_migrated_before_0004_upgrades_and_answers_queries() {
     .await
     .unwrap();
     assert_eq!(indexes, 4);
+    // 0005: the replaced expression index is gone, and autovacuum visits the
+    // insert-only log every 10,000 events (index-only scans of the new index).
+    let gone: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND indexname = 'events_type_time_idx'",
+    )
+    .bind(schema.name())
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(gone, 0);
+    let options: Vec<String> = sqlx::query_scalar(
+        "SELECT unnest(c.reloptions) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = $1 AND c.relname = 'events' ORDER BY 1",
+    )
+    .bind(schema.name())
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        options,
+        [
+            "autovacuum_vacuum_insert_scale_factor=0",
+            "autovacuum_vacuum_insert_threshold=10000"
+        ]
+    );
     // The legacy `ce_time` made no trouble for the migration; the current core
     // cannot decode that row (`ce_` names are reserved now), so it goes.
     sqlx::raw_sql(AssertSqlSafe(format!(

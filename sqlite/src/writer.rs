@@ -297,6 +297,13 @@ impl Settings {
         let conn = Connection::open_with_flags(&self.path, self.flags)?;
         conn.busy_timeout(self.busy_timeout)?;
         conn.pragma_update(None, "foreign_keys", true)?;
+        // Every append runs in a savepoint (one per group member), and SQLite keeps
+        // the original of each page a savepoint changes in a sub-journal, spilled
+        // to a temporary file past 64 KiB: an append whose events touch many index
+        // pages (random caller ids, many subjects) wrote every such page to disk
+        // once more. In memory it costs at most one copy of the pages one request
+        // changes. 100-event appends: +20–40% (docs/performance.md).
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         match self.synchronous {
             Some(Synchronous::Normal) => conn.pragma_update(None, "synchronous", "NORMAL")?,
             Some(Synchronous::Full) => conn.pragma_update(None, "synchronous", "FULL")?,

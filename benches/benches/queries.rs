@@ -7,8 +7,12 @@
 //!   with a correlation id) on a store whose query indexes were dropped — the
 //!   schema before the queries migration, "today's" append — then the same on
 //!   the current schema, then with CloudEvents attributes (source, caller id,
-//!   subject, time, one extension); alternating round by round, median events/s
-//!   of each and the ratios to the first.
+//!   subject, time, one extension; `ANNALS_BENCH_ATTRS_WITHOUT=id,subject`
+//!   leaves out caller ids and/or subjects); alternating round by round, median
+//!   events/s of each and the ratios to the first.
+//!
+//! PostgreSQL's latency pass runs twice: right after the fill, and after a
+//! `VACUUM (ANALYZE)` (what autovacuum does for an insert-only log).
 //!
 //! Latency percentiles (p50/p99 over `runs()` runs) print to stderr, beside
 //! criterion's means. The log spans 30 days, ten event types in turn; every
@@ -114,8 +118,15 @@ fn last_day(now: i64, descending: bool) -> EventQuery {
     }
 }
 
-/// The latency pass and criterion groups for one store.
-fn measure(c: &mut Criterion, name: &str, rt: &tokio::runtime::Runtime, store: &dyn EventStore) {
+/// The latency pass and criterion groups for one store; `settle`, if given,
+/// runs after them (PostgreSQL: `VACUUM`) and the latency pass is repeated.
+fn measure(
+    c: &mut Criterion,
+    name: &str,
+    rt: &tokio::runtime::Runtime,
+    store: &dyn EventStore,
+    settle: Option<&dyn Fn()>,
+) {
     let total = log_size();
     let now = rt.block_on(fill(store, total));
     let lookups: Vec<(String, String)> = (0..runs())
@@ -125,6 +136,39 @@ fn measure(c: &mut Criterion, name: &str, rt: &tokio::runtime::Runtime, store: &
             (format!("/src/{}", i % 5), format!("E-{i}"))
         })
         .collect();
+    latencies(name, rt, store, now, &lookups);
+    for (label, descending) in [("asc", false), ("desc", true)] {
+        let q = last_day(now, descending);
+        c.bench_function(&format!("{name}/query/type_last_day_{label}"), |b| {
+            b.iter(|| {
+                let page: Vec<_> = rt.block_on(store.query(q.clone()).try_collect()).unwrap();
+                page.len()
+            });
+        });
+    }
+    let mut next = 0;
+    c.bench_function(&format!("{name}/get_by_source_id"), |b| {
+        b.iter(|| {
+            let (source, id) = &lookups[next % lookups.len()];
+            next += 1;
+            rt.block_on(store.get_by_source_id(source, id)).unwrap()
+        });
+    });
+    if let Some(settle) = settle {
+        settle();
+        latencies(&format!("{name} (settled)"), rt, store, now, &lookups);
+    }
+}
+
+/// p50/p99 of the type + last day query (both directions) and of the lookups,
+/// printed.
+fn latencies(
+    name: &str,
+    rt: &tokio::runtime::Runtime,
+    store: &dyn EventStore,
+    now: i64,
+    lookups: &[(String, String)],
+) {
     for (label, descending) in [("asc", false), ("desc", true)] {
         let q = last_day(now, descending);
         let mut latencies = Vec::with_capacity(runs());
@@ -136,29 +180,15 @@ fn measure(c: &mut Criterion, name: &str, rt: &tokio::runtime::Runtime, store: &
         }
         let (p50, p99) = percentiles(latencies);
         eprintln!("{name} type+last day, first 100, {label}: p50 {p50:.2} ms, p99 {p99:.2} ms");
-        c.bench_function(&format!("{name}/query/type_last_day_{label}"), |b| {
-            b.iter(|| {
-                let page: Vec<_> = rt.block_on(store.query(q.clone()).try_collect()).unwrap();
-                page.len()
-            });
-        });
     }
     let mut latencies = Vec::with_capacity(runs());
-    for (source, id) in &lookups {
+    for (source, id) in lookups {
         let start = Instant::now();
         rt.block_on(store.get_by_source_id(source, id)).unwrap();
         latencies.push(start.elapsed());
     }
     let (p50, p99) = percentiles(latencies);
     eprintln!("{name} get_by_source_id: p50 {p50:.3} ms, p99 {p99:.3} ms");
-    let mut next = 0;
-    c.bench_function(&format!("{name}/get_by_source_id"), |b| {
-        b.iter(|| {
-            let (source, id) = &lookups[next % lookups.len()];
-            next += 1;
-            rt.block_on(store.get_by_source_id(source, id)).unwrap()
-        });
-    });
 }
 
 /// 100-event batches: plain on `before` (no query indexes), plain on `store`,
@@ -172,17 +202,26 @@ fn paired_appends(
     before: &dyn EventStore,
 ) {
     let (rounds, batches) = if measuring() { (7, 100) } else { (1, 2) };
+    // `ANNALS_BENCH_ATTRS_WITHOUT=id,subject`: leave out the caller ids and/or
+    // the subjects, to see what each costs.
+    let without = std::env::var("ANNALS_BENCH_ATTRS_WITHOUT").unwrap_or_default();
     let attributed = |n: usize| -> Vec<NewEvent> {
         let now = Timestamp::now();
         events(100)
             .into_iter()
             .enumerate()
             .map(|(i, e)| {
-                e.with_source("/shop/orders")
-                    .with_cloud_id(format!("A-{n}-{i}"))
-                    .with_subject(format!("customer/{i}"))
+                let mut e = e
+                    .with_source("/shop/orders")
                     .with_time(now)
-                    .with_extension("tenant", "acme")
+                    .with_extension("tenant", "acme");
+                if !without.contains("id") {
+                    e = e.with_cloud_id(format!("A-{n}-{i}"));
+                }
+                if !without.contains("subject") {
+                    e = e.with_subject(format!("customer/{i}"));
+                }
+                e
             })
             .collect()
     };
@@ -246,7 +285,7 @@ fn sqlite(c: &mut Criterion) {
             .unwrap()
     };
     if part("queries") {
-        measure(c, "sqlite", &rt, &open("q.db"));
+        measure(c, "sqlite", &rt, &open("q.db"), None);
     }
     if part("appends") {
         // Two fresh stores of the same size; one without the query indexes.
@@ -280,13 +319,26 @@ fn postgres(c: &mut Criterion) {
         format!("{schema}_before"),
     ];
     if part("queries") {
-        measure(c, "postgres", &rt, &connect(&schemas[0]));
+        let store = connect(&schemas[0]);
+        // What autovacuum does for an insert-only log (migration 0005 asks for
+        // it every 10,000 events): the latency pass again on a vacuumed table.
+        let vacuum = || {
+            rt.block_on(
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "VACUUM (ANALYZE) \"{}\".events",
+                    schemas[0]
+                )))
+                .execute(store.pool()),
+            )
+            .unwrap();
+        };
+        measure(c, "postgres", &rt, &store, Some(&vacuum));
     }
     if part("appends") {
         let (store, before) = (connect(&schemas[1]), connect(&schemas[2]));
         rt.block_on(
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "DROP INDEX \"{b}\".events_type_time_idx, \"{b}\".events_ce_source_idx, \
+                "DROP INDEX \"{b}\".events_type_time_position_idx, \"{b}\".events_ce_source_idx, \
                  \"{b}\".events_ce_subject_idx, \"{b}\".events_correlation_id_idx",
                 b = schemas[2]
             )))

@@ -28,7 +28,7 @@
 //!   the same schema and pragmas; no checks.
 //! * `sqlite/append_single/tasks/{1,16}` — single-event appends from 1 or 16 tasks.
 //! * `sqlite/read_stream/100000`, `sqlite/read_all/100000` — replay of 100,000
-//!   events decoded into `RecordedEvent`s through the `futures::Stream` API.
+//!   events (`ANNALS_BENCH_REPLAY=1000000`: of a million) decoded into `RecordedEvent`s through the `futures::Stream` API.
 //! * `sqlite_raw/read_stream/100000`, `sqlite_raw/read_all/100000` — the base: one
 //!   `SELECT` of the same columns fetched with sqlx and decoded into owned Rust
 //!   values (`i64`, `Vec<u8>`, `String`).
@@ -71,7 +71,14 @@ use sqlx::{
     AssertSqlSafe, Row, SqlitePool,
 };
 
-const REPLAY: u64 = 100_000;
+/// Events per replay: 100,000, or `ANNALS_BENCH_REPLAY` (a multiple of 1,000;
+/// the 1,000,000-event row of docs/performance.md).
+fn replay_size() -> u64 {
+    std::env::var("ANNALS_BENCH_REPLAY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000)
+}
 const COLUMNS: &str =
     "position, event_id, stream_id, version, event_type, content_type, payload, metadata, recorded_at";
 
@@ -266,13 +273,14 @@ fn raw_rusqlite_replay(
 }
 
 fn replay(c: &mut Criterion) {
+    let total = replay_size();
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("replay.db");
     let stream = StreamId::new("replay").unwrap();
     let store = rt.block_on(async {
         let store = SqliteEventStore::open(&path).await.unwrap();
-        for chunk in 0..REPLAY / 1000 {
+        for chunk in 0..total / 1000 {
             store
                 .append(
                     &stream,
@@ -298,17 +306,17 @@ fn replay(c: &mut Criterion) {
     });
 
     let mut group = bench_group(c, "sqlite/read_stream", 10, 8);
-    group.throughput(Throughput::Elements(REPLAY));
-    group.bench_function(BenchmarkId::from_parameter(REPLAY), |b| {
+    group.throughput(Throughput::Elements(total));
+    group.bench_function(BenchmarkId::from_parameter(total), |b| {
         b.to_async(&rt).iter(|| async {
-            assert_eq!(replay_stream(&store, &stream).await, REPLAY);
+            assert_eq!(replay_stream(&store, &stream).await, total);
         });
     });
     group.finish();
 
     let mut group = bench_group(c, "sqlite_raw/read_stream", 10, 8);
-    group.throughput(Throughput::Elements(REPLAY));
-    group.bench_function(BenchmarkId::from_parameter(REPLAY), |b| {
+    group.throughput(Throughput::Elements(total));
+    group.bench_function(BenchmarkId::from_parameter(total), |b| {
         b.to_async(&rt).iter(|| async {
             let n = sqlx::query(AssertSqlSafe(format!(
                 "SELECT {COLUMNS} FROM events WHERE stream_id = ? AND version >= ? ORDER BY version"
@@ -319,7 +327,7 @@ fn replay(c: &mut Criterion) {
             .map(|row| decode_raw(&row.unwrap()))
             .fold(0u64, |n, row| async move { n + u64::from(row.3 > 0) })
             .await;
-            assert_eq!(n, REPLAY);
+            assert_eq!(n, total);
         });
     });
     group.finish();
@@ -329,30 +337,30 @@ fn replay(c: &mut Criterion) {
             .unwrap();
 
     let mut group = bench_group(c, "sqlite_raw_rusqlite/read_stream", 10, 8);
-    group.throughput(Throughput::Elements(REPLAY));
-    group.bench_function(BenchmarkId::from_parameter(REPLAY), |b| {
+    group.throughput(Throughput::Elements(total));
+    group.bench_function(BenchmarkId::from_parameter(total), |b| {
         let sql = format!(
             "SELECT {COLUMNS} FROM events WHERE stream_id = ? AND version >= ? ORDER BY version"
         );
         b.iter(|| {
             let n = raw_rusqlite_replay(&raw_rusqlite, &sql, ("replay", 1i64), |r| r.3 > 0);
-            assert_eq!(n, REPLAY);
+            assert_eq!(n, total);
         });
     });
     group.finish();
 
     let mut group = bench_group(c, "sqlite/read_all", 10, 8);
-    group.throughput(Throughput::Elements(REPLAY));
-    group.bench_function(BenchmarkId::from_parameter(REPLAY), |b| {
+    group.throughput(Throughput::Elements(total));
+    group.bench_function(BenchmarkId::from_parameter(total), |b| {
         b.to_async(&rt).iter(|| async {
-            assert_eq!(replay_all(&store).await, REPLAY);
+            assert_eq!(replay_all(&store).await, total);
         });
     });
     group.finish();
 
     let mut group = bench_group(c, "sqlite_raw/read_all", 10, 8);
-    group.throughput(Throughput::Elements(REPLAY));
-    group.bench_function(BenchmarkId::from_parameter(REPLAY), |b| {
+    group.throughput(Throughput::Elements(total));
+    group.bench_function(BenchmarkId::from_parameter(total), |b| {
         b.to_async(&rt).iter(|| async {
             let n = sqlx::query(AssertSqlSafe(format!(
                 "SELECT {COLUMNS} FROM events WHERE position >= ? ORDER BY position"
@@ -362,18 +370,18 @@ fn replay(c: &mut Criterion) {
             .map(|row| decode_raw(&row.unwrap()))
             .fold(0u64, |n, row| async move { n + u64::from(row.0 > 0) })
             .await;
-            assert_eq!(n, REPLAY);
+            assert_eq!(n, total);
         });
     });
     group.finish();
 
     let mut group = bench_group(c, "sqlite_raw_rusqlite/read_all", 10, 8);
-    group.throughput(Throughput::Elements(REPLAY));
-    group.bench_function(BenchmarkId::from_parameter(REPLAY), |b| {
+    group.throughput(Throughput::Elements(total));
+    group.bench_function(BenchmarkId::from_parameter(total), |b| {
         let sql = format!("SELECT {COLUMNS} FROM events WHERE position >= ? ORDER BY position");
         b.iter(|| {
             let n = raw_rusqlite_replay(&raw_rusqlite, &sql, [1i64], |r| r.0 > 0);
-            assert_eq!(n, REPLAY);
+            assert_eq!(n, total);
         });
     });
     group.finish();

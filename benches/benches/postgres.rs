@@ -15,10 +15,13 @@
 //!   `INSERT … VALUES (…), (…)` of the same rows into a table of the same shape
 //!   (same constraints and indexes), positions from a sequence, autocommit; no
 //!   checks.
-//! * `postgres/append_single/tasks/{1,16}` — single-event appends (`Exact`) from 1
-//!   or 16 tasks, each to its own stream.
-//! * `postgres_raw/append_single/tasks/{1,16}` — the base: single-row `INSERT`
-//!   commits from 1 or 16 tasks.
+//! * `postgres/append_single/tasks/{1,4,16,64}` — single-event appends (`Exact`)
+//!   from 1 to 64 tasks, each to its own stream, with group commit (the default);
+//!   `postgres_ungrouped/append_single/…` the same with `max_group(1)`.
+//! * `postgres_raw/append_single/tasks/{1,4,16,64}` — the base: single-row
+//!   `INSERT` commits from as many tasks.
+//! * `ANNALS_BENCH_LATENCY=1`: also a paired pass of the three, events/s and
+//!   p50/p99 latency per append (printed to stderr).
 //! * `postgres/read_stream/100000`, `postgres/read_all/100000` — replay of 100,000
 //!   events decoded into `RecordedEvent`s through the `futures::Stream` API.
 //! * `postgres_raw/read_stream/100000`, `postgres_raw/read_all/100000` — the base:
@@ -28,12 +31,20 @@
     missing_docs,
     clippy::unwrap_used,
     clippy::expect_used,
-    clippy::cast_possible_wrap
+    clippy::cast_possible_wrap,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::indexing_slicing,
+    clippy::print_stderr
 )]
 
-use std::sync::{
-    atomic::{AtomicU64, Ordering},
-    Arc,
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
 };
 
 use annals_benches::{
@@ -56,6 +67,8 @@ const POOL: u32 = 20;
 struct Bench {
     url: String,
     store: PostgresEventStore,
+    /// A second store on the same schema with group commit off (`max_group(1)`).
+    ungrouped: PostgresEventStore,
     raw: PgPool,
     raw_schema: String,
 }
@@ -70,6 +83,15 @@ impl Bench {
         let store = PostgresEventStore::connect_with(
             &url,
             PostgresOptions::new().schema(&schema).max_connections(POOL),
+        )
+        .await
+        .unwrap();
+        let ungrouped = PostgresEventStore::connect_with(
+            &url,
+            PostgresOptions::new()
+                .schema(&schema)
+                .max_connections(POOL)
+                .max_group(1),
         )
         .await
         .unwrap();
@@ -92,8 +114,8 @@ impl Bench {
         .unwrap();
         // Open every pooled connection and warm the statement caches before any
         // measurement (the first appends would otherwise pay for connecting).
-        let warm_store = (0..if warm { POOL * 2 } else { 0 }).map(|i| {
-            let store = &store;
+        let warm_store = (0..if warm { POOL * 4 } else { 0 }).map(|i| {
+            let store = if i % 2 == 0 { &store } else { &ungrouped };
             async move {
                 let stream = StreamId::new(format!("warm-{i}")).unwrap();
                 store
@@ -110,6 +132,7 @@ impl Bench {
         Bench {
             url,
             store,
+            ungrouped,
             raw,
             raw_schema,
         }
@@ -118,6 +141,7 @@ impl Bench {
     async fn drop(self) {
         let schema = self.store.schema().to_owned();
         self.store.pool().close().await;
+        self.ungrouped.pool().close().await;
         self.raw.close().await;
         drop_schema(&self.url, &schema).await;
         drop_schema(&self.url, &self.raw_schema).await;
@@ -162,6 +186,108 @@ async fn raw_append(pool: &PgPool, sql: &str, stream: &str, first_version: i64, 
             .bind(r#"{"correlation_id":"bench-request"}"#);
     }
     query.execute(pool).await.unwrap();
+}
+
+/// Concurrent tasks in the single-event groups.
+const TASKS: [usize; 4] = [1, 4, 16, 64];
+
+/// `tasks` tasks, each making `per_task` plain single-row commits to its own
+/// stream; each commit's latency goes to `latencies` if given.
+async fn raw_single_appends(
+    raw: &PgPool,
+    sql: &Arc<str>,
+    tasks: usize,
+    per_task: usize,
+    first: u64,
+    latencies: Option<&Mutex<Vec<Duration>>>,
+) {
+    let runs = (0..tasks).map(|t| async move {
+        let stream = format!("single-{}", first + t as u64);
+        for i in 0..per_task {
+            let start = Instant::now();
+            raw_append(raw, sql, &stream, i as i64 + 1, 1).await;
+            if let Some(latencies) = latencies {
+                latencies.lock().unwrap().push(start.elapsed());
+            }
+        }
+    });
+    futures::future::join_all(runs).await;
+}
+
+/// The same with the store: `Exact` single-event appends.
+async fn store_single_appends(
+    store: &PostgresEventStore,
+    tasks: usize,
+    per_task: usize,
+    first: u64,
+    latencies: &Mutex<Vec<Duration>>,
+) {
+    let runs = (0..tasks).map(|t| async move {
+        let stream = StreamId::new(format!("single-{}", first + t as u64)).unwrap();
+        for (i, event) in events(per_task).into_iter().enumerate() {
+            let start = Instant::now();
+            store
+                .append(
+                    &stream,
+                    ExpectedVersion::Exact(Version::new(i as u64)),
+                    vec![event],
+                )
+                .await
+                .unwrap();
+            latencies.lock().unwrap().push(start.elapsed());
+        }
+    });
+    futures::future::join_all(runs).await;
+}
+
+/// The latency pass (`ANNALS_BENCH_LATENCY=1`): for 1/4/16/64 tasks, 5 rounds
+/// alternating group commit, group commit off and plain commits, 1,024 appends
+/// per side and round (64 tasks: 32 each); prints the median round's events/s
+/// and p50/p99 latency over all rounds.
+fn latency(rt: &tokio::runtime::Runtime, bench: &Bench, streams: &AtomicU64) {
+    let sql: Arc<str> = insert_sql(&bench.raw_schema, 1).into();
+    for tasks in TASKS {
+        let per_task = (1024 / tasks).max(16);
+        let mut rates: [Vec<f64>; 3] = Default::default();
+        let all: [Mutex<Vec<Duration>>; 3] = Default::default();
+        for _ in 0..5 {
+            for (side, (rate, latencies)) in rates.iter_mut().zip(&all).enumerate() {
+                let first = streams.fetch_add(tasks as u64, Ordering::Relaxed);
+                let start = Instant::now();
+                rt.block_on(async {
+                    match side {
+                        0 => {
+                            store_single_appends(&bench.store, tasks, per_task, first, latencies)
+                                .await;
+                        }
+                        1 => {
+                            let store = &bench.ungrouped;
+                            store_single_appends(store, tasks, per_task, first, latencies).await;
+                        }
+                        _ => {
+                            let (raw, latencies) = (&bench.raw, Some(latencies));
+                            raw_single_appends(raw, &sql, tasks, per_task, first, latencies).await;
+                        }
+                    }
+                });
+                rate.push((tasks * per_task) as f64 / start.elapsed().as_secs_f64());
+            }
+        }
+        let mut line = format!("postgres single appends, {tasks} tasks:");
+        for (side, name) in ["grouped", "ungrouped", "plain"].iter().enumerate() {
+            rates[side].sort_by(f64::total_cmp);
+            let mut lat = std::mem::take(&mut *all[side].lock().unwrap());
+            lat.sort();
+            let at = |q: f64| lat[((lat.len() - 1) as f64 * q) as usize].as_micros();
+            line += &format!(
+                " {name} {:.0}/s p50 {} µs p99 {} µs;",
+                rates[side][2],
+                at(0.5),
+                at(0.99)
+            );
+        }
+        eprintln!("{line} grouped/plain {:.2}", rates[0][2] / rates[2][2]);
+    }
 }
 
 fn uuid_v7() -> sqlx::types::Uuid {
@@ -212,52 +338,45 @@ fn append(c: &mut Criterion) {
         g.finish();
     }
 
-    // Single-event appends from 1 and 16 concurrent tasks, each to its own stream.
+    // Single-event appends from 1/4/16/64 concurrent tasks, each to its own
+    // stream: group commit (the default), group commit off, plain commits.
     const PER_TASK: usize = 50;
-    let store = Arc::new(bench.store.clone());
-    let mut g = bench_group(c, "postgres/append_single", 10, 6);
-    for tasks in [1usize, 16] {
-        g.throughput(Throughput::Elements((tasks * PER_TASK) as u64));
-        g.bench_with_input(BenchmarkId::new("tasks", tasks), &tasks, |b, &tasks| {
-            b.to_async(&rt).iter(|| {
-                let store = Arc::clone(&store);
-                let first = streams.fetch_add(tasks as u64, Ordering::Relaxed);
-                single_event_appends(store, tasks, PER_TASK, first)
+    for (name, store) in [
+        ("postgres/append_single", &bench.store),
+        ("postgres_ungrouped/append_single", &bench.ungrouped),
+    ] {
+        let store = Arc::new(store.clone());
+        let mut g = bench_group(c, name, 10, 6);
+        for tasks in TASKS {
+            g.throughput(Throughput::Elements((tasks * PER_TASK) as u64));
+            g.bench_with_input(BenchmarkId::new("tasks", tasks), &tasks, |b, &tasks| {
+                b.to_async(&rt).iter(|| {
+                    let store = Arc::clone(&store);
+                    let first = streams.fetch_add(tasks as u64, Ordering::Relaxed);
+                    single_event_appends(store, tasks, PER_TASK, first)
+                });
             });
-        });
+        }
+        g.finish();
     }
-    g.finish();
 
     let raw = bench.raw.clone();
     let sql: Arc<str> = insert_sql(&bench.raw_schema, 1).into();
     let mut g = bench_group(c, "postgres_raw/append_single", 10, 6);
-    for tasks in [1usize, 16] {
+    for tasks in TASKS {
         g.throughput(Throughput::Elements((tasks * PER_TASK) as u64));
         g.bench_with_input(BenchmarkId::new("tasks", tasks), &tasks, |b, &tasks| {
             b.to_async(&rt).iter(|| {
-                let (raw, sql) = (raw.clone(), Arc::clone(&sql));
                 let first = streams.fetch_add(tasks as u64, Ordering::Relaxed);
-                async move {
-                    let handles: Vec<_> = (0..tasks)
-                        .map(|t| {
-                            let (raw, sql) = (raw.clone(), Arc::clone(&sql));
-                            tokio::spawn(async move {
-                                let stream = format!("single-{}", first + t as u64);
-                                for i in 0..PER_TASK {
-                                    raw_append(&raw, &sql, &stream, i as i64 + 1, 1).await;
-                                }
-                            })
-                        })
-                        .collect();
-                    for handle in handles {
-                        handle.await.unwrap();
-                    }
-                }
+                raw_single_appends(&raw, &sql, tasks, PER_TASK, first, None)
             });
         });
     }
     g.finish();
 
+    if std::env::var_os("ANNALS_BENCH_LATENCY").is_some() {
+        latency(&rt, &bench, &streams);
+    }
     rt.block_on(bench.drop());
 }
 

@@ -31,6 +31,7 @@ use annals_core::{
 };
 use sqlx::{postgres::PgRow, PgConnection, Row};
 
+use crate::group::{self, Groups, Joined, Member, MemberEvent};
 use crate::session::on_session;
 use crate::{
     error::{classify_write, WriteFailure},
@@ -117,7 +118,7 @@ pub(crate) fn gave_up(what: &str) -> Error {
 }
 
 /// What one single-stream attempt found.
-enum Single {
+pub(crate) enum Single {
     /// Written: `(version, position)` of every event.
     Done(Vec<(i64, i64)>),
     /// Nothing written: the stream's version did not satisfy `expected` (when it
@@ -308,8 +309,14 @@ impl PostgresEventStore {
         let (min, max) = version_range(part.expected());
         let metadata = metadata_of(part)?;
         let mut checked_ids = false;
-        for _ in 0..MAX_ATTEMPTS {
-            let refused = match self.try_append(stream, min, max, part, &metadata).await? {
+        for attempt in 0..MAX_ATTEMPTS {
+            let outcome = if attempt == 0 {
+                self.first_attempt(stream, min, max, part, &metadata)
+                    .await?
+            } else {
+                self.try_append(stream, min, max, part, &metadata).await?
+            };
+            let refused = match outcome {
                 Single::Done(mut rows) => {
                     // Versions are the batch order; sort so nothing relies on
                     // RETURNING's order.
@@ -342,6 +349,51 @@ impl PostgresEventStore {
             }
         }
         Err(gave_up(&format!("`{stream}`")))
+    }
+
+    /// The first attempt of a one-stream append: alone, or in a group with
+    /// other appends in flight (`group.rs`). A group that failed as a whole
+    /// answers nothing, and the append is tried alone.
+    async fn first_attempt(
+        &self,
+        stream: &StreamId,
+        min: i64,
+        max: i64,
+        part: &PreparedPart,
+        metadata: &[String],
+    ) -> Result<Single> {
+        let inner = self.inner_arc();
+        let events = part.events();
+        if inner.options.max_group > 1 && events.len() <= group::MAX_MEMBER_EVENTS {
+            let joined = Groups::join(inner, |reply| Member {
+                stream: stream.as_str().to_owned(),
+                lo: min,
+                hi: max,
+                events: events
+                    .iter()
+                    .zip(metadata)
+                    .map(|(e, metadata)| MemberEvent {
+                        id: *e.id.as_uuid(),
+                        event_type: e.event_type.clone(),
+                        content_type: e.content_type.clone(),
+                        payload: e.payload.clone(),
+                        metadata: metadata.clone(),
+                    })
+                    .collect(),
+                reply,
+            });
+            match joined {
+                Joined::Alone(_in_flight) => {
+                    return self.try_append(stream, min, max, part, metadata).await;
+                }
+                Joined::Queued(answer) => {
+                    if let Ok(Some(single)) = answer.await {
+                        return Ok(single);
+                    }
+                }
+            }
+        }
+        self.try_append(stream, min, max, part, metadata).await
     }
 
     /// One single-stream attempt: the append statement.

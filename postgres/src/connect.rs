@@ -66,6 +66,8 @@ pub(crate) struct Inner {
     pub(crate) signal: annals_core::consume::AppendSignal,
     /// `NOTIFY` after appends, `LISTEN` for subscribers (other processes' appends).
     pub(crate) notifications: Arc<Notifications>,
+    /// Group commit (`group.rs`).
+    pub(crate) groups: crate::group::Groups,
 }
 
 impl Inner {
@@ -202,6 +204,7 @@ impl PostgresEventStore {
             options,
             signal: annals_core::consume::AppendSignal::new(),
             notifications,
+            groups: crate::group::Groups::default(),
         };
         let timeout = inner.options.operation_timeout;
         if inner.options.migrate {
@@ -270,6 +273,7 @@ impl PostgresEventStore {
             options: inner.options.clone(),
             signal: inner.signal.clone(),
             notifications: Arc::clone(&inner.notifications),
+            groups: crate::group::Groups::default(),
         };
         Ok(PostgresEventStore {
             inner: Arc::new(inner),
@@ -329,6 +333,18 @@ impl PostgresEventStore {
     }
 
     pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+
+    /// What group commit has done in this store: for tests and benchmarks, not
+    /// part of the API.
+    #[doc(hidden)]
+    pub fn __group_stats(&self) -> crate::group::GroupStats {
+        self.inner.groups.stats()
+    }
+
+    /// The shared state, for work that outlives one call (group commit).
+    pub(crate) fn inner_arc(&self) -> &Arc<Inner> {
         &self.inner
     }
 

@@ -109,6 +109,7 @@ mod checkpoint;
 mod connect;
 mod error;
 mod event_query;
+mod group;
 mod lease;
 mod notify;
 mod options;
@@ -137,6 +138,8 @@ pub use sql::read_statements as __read_statements;
 /// the plan tests (`postgres/tests/queries.rs`); not part of the API.
 #[doc(hidden)]
 pub use event_query::query_statement as __query_statement;
+#[doc(hidden)]
+pub use group::GroupStats as __GroupStats;
 
 /// The sqlx types this crate's API mentions ([`PgPool`](sqlx::PgPool),
 /// [`PgConnectOptions`](sqlx::postgres::PgConnectOptions)), re-exported so you

@@ -42,6 +42,7 @@ pub struct PostgresOptions {
     pub(crate) notifications: bool,
     pub(crate) prepared_statements: bool,
     pub(crate) migrate: bool,
+    pub(crate) max_group: usize,
 }
 
 impl Default for PostgresOptions {
@@ -59,6 +60,7 @@ impl Default for PostgresOptions {
             notifications: true,
             prepared_statements: true,
             migrate: true,
+            max_group: Self::DEFAULT_MAX_GROUP,
         }
     }
 }
@@ -78,6 +80,8 @@ impl PostgresOptions {
     pub const DEFAULT_READ_SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
     /// Default [`page_size`](PostgresOptions::page_size): 1,000 rows per query.
     pub const DEFAULT_PAGE_SIZE: u32 = 1000;
+    /// Default [`max_group`](PostgresOptions::max_group): 64 appends.
+    pub const DEFAULT_MAX_GROUP: usize = 64;
     /// Longest schema name PostgreSQL accepts, in bytes.
     pub const MAX_SCHEMA_LEN: usize = 63;
 
@@ -252,6 +256,25 @@ impl PostgresOptions {
     #[must_use]
     pub fn prepared_statements(mut self, on: bool) -> Self {
         self.prepared_statements = on;
+        self
+    }
+
+    /// Group commit: the most one-stream appends written together in one
+    /// statement and one transaction (default
+    /// [`DEFAULT_MAX_GROUP`](PostgresOptions::DEFAULT_MAX_GROUP); `1` turns
+    /// grouping off, `0` counts as `1`).
+    ///
+    /// Appends run alone, at once, while fewer than half the pool
+    /// ([`max_connections`](PostgresOptions::max_connections) / 2, 1 to 4) do;
+    /// appends that arrive beyond that are gathered (at most this many per
+    /// group, one per stream, up to about 4 MiB, appends of at most 64 events)
+    /// and written by one statement in one transaction, each with its own
+    /// expectation check, so a conflict fails only its own append. As many
+    /// groups as appends alone can be in flight. A lone appender never waits
+    /// for company. See docs/backends/postgres.md, "Group commit".
+    #[must_use]
+    pub fn max_group(mut self, appends: usize) -> Self {
+        self.max_group = appends.max(1);
         self
     }
 

@@ -116,6 +116,7 @@ pub(crate) struct Queries {
     append: Arc<str>,
     append_one: Arc<str>,
     append_many: Arc<str>,
+    append_group: Arc<str>,
     delete_guards: Arc<str>,
     events_by_ids: Arc<str>,
     stream_version: Arc<str>,
@@ -308,6 +309,33 @@ impl Queries {
                  UNION ALL \
                  SELECT NULL, NULL, i.position FROM ins i"
             )),
+            // Group commit (crate::group): several one-stream appends, each
+            // checked on its own. `cur`: every member's stream (one member per
+            // stream), its version, and the range its expectation allows; then
+            // the rows ($4..$11 as for `append_many`) of the members whose
+            // stream is in range, in the canonical (stream, version) order (no
+            // deadlock with other groups or multi-stream appends). A member
+            // whose check fails inserts nothing; its neighbours do. Returns
+            // every inserted row's stream, version and position.
+            append_group: q(format!(
+                "WITH cur AS MATERIALIZED ( \
+                     SELECT q.stream_id, q.lo, q.hi, \
+                            coalesce((SELECT max(e.version) FROM {s}.events e \
+                                      WHERE e.stream_id = q.stream_id), 0) AS v \
+                     FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS q(stream_id, lo, hi) \
+                 ) \
+                 INSERT INTO {s}.events (position, event_id, stream_id, version, event_type, \
+                                         content_type, payload, metadata) \
+                 SELECT {s}.position_base() + r.pos, r.id, r.stream_id, c.v + r.n, \
+                        r.t, r.c, r.p, r.m::jsonb \
+                 FROM unnest($4::text[], $5::bigint[], $6::bigint[], $7::uuid[], $8::text[], \
+                             $9::text[], $10::bytea[], $11::text[]) \
+                      AS r(stream_id, n, pos, id, t, c, p, m) \
+                 JOIN cur c ON c.stream_id = r.stream_id \
+                 WHERE c.v BETWEEN c.lo AND c.hi \
+                 ORDER BY r.stream_id COLLATE \"C\", r.n \
+                 RETURNING stream_id, version, position"
+            )),
             // The guard rows of a multi-stream append, before its COMMIT.
             delete_guards: q(format!("DELETE FROM {s}.events WHERE event_id = ANY($1)")),
             events_by_ids: q(format!(
@@ -390,6 +418,9 @@ impl Queries {
     }
     pub(crate) fn append_many(&self) -> SqlStr {
         sql(&self.append_many)
+    }
+    pub(crate) fn append_group(&self) -> SqlStr {
+        sql(&self.append_group)
     }
     pub(crate) fn delete_guards(&self) -> SqlStr {
         sql(&self.delete_guards)

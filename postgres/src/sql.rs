@@ -245,6 +245,37 @@ fn read_all_sql(s: &str, shape: LogShape, backward: bool) -> String {
     )
 }
 
+/// The `cur` CTE of a multi-stream or group append: every checked stream
+/// (`$1`), the range its expectation allows (`[$2, $3]`) and its version, all
+/// from the statement's snapshot.
+fn checked_versions(s: &str) -> String {
+    format!(
+        "cur AS MATERIALIZED ( \
+             SELECT q.stream_id, q.lo, q.hi, \
+                    coalesce((SELECT max(e.version) FROM {s}.events e \
+                              WHERE e.stream_id = q.stream_id), 0) AS v \
+             FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS q(stream_id, lo, hi) \
+         )"
+    )
+}
+
+/// The `INSERT` of rows `$4..$11` (stream, 1-based offset after the stream's
+/// version, 1-based offset in the transaction's position slot, id, type,
+/// content type, payload, metadata), joined to `cur` as `c`; the caller adds
+/// the `WHERE`, the order and `RETURNING`.
+fn insert_rows(s: &str) -> String {
+    format!(
+        "INSERT INTO {s}.events (position, event_id, stream_id, version, event_type, \
+                                 content_type, payload, metadata) \
+         SELECT {s}.position_base() + r.pos, r.id, r.stream_id, c.v + r.n, \
+                r.t, r.c, r.p, r.m::jsonb \
+         FROM unnest($4::text[], $5::bigint[], $6::bigint[], $7::uuid[], $8::text[], \
+                     $9::text[], $10::bytea[], $11::text[]) \
+              AS r(stream_id, n, pos, id, t, c, p, m) \
+         JOIN cur c ON c.stream_id = r.stream_id"
+    )
+}
+
 impl Queries {
     pub(crate) fn new(schema: &str, prefix: &TablePrefix) -> Self {
         let s = quote_ident(schema);
@@ -287,54 +318,31 @@ impl Queries {
             // * the result: one row per checked stream (stream, version, NULL),
             //   then one per inserted row (NULL, NULL, position).
             append_many: q(format!(
-                "WITH cur AS MATERIALIZED ( \
-                     SELECT q.stream_id, q.lo, q.hi, \
-                            coalesce((SELECT max(e.version) FROM {s}.events e \
-                                      WHERE e.stream_id = q.stream_id), 0) AS v \
-                     FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS q(stream_id, lo, hi) \
-                 ), ins AS ( \
-                     INSERT INTO {s}.events (position, event_id, stream_id, version, event_type, \
-                                             content_type, payload, metadata) \
-                     SELECT {s}.position_base() + r.pos, r.id, r.stream_id, c.v + r.n, \
-                            r.t, r.c, r.p, r.m::jsonb \
-                     FROM unnest($4::text[], $5::bigint[], $6::bigint[], $7::uuid[], $8::text[], \
-                                 $9::text[], $10::bytea[], $11::text[]) \
-                          AS r(stream_id, n, pos, id, t, c, p, m) \
-                     JOIN cur c ON c.stream_id = r.stream_id \
+                "WITH {cur}, ins AS ({insert} \
                      WHERE NOT EXISTS (SELECT 1 FROM cur x WHERE x.v NOT BETWEEN x.lo AND x.hi) \
                      ORDER BY r.stream_id COLLATE \"C\", r.n \
                      RETURNING position \
                  ) \
                  SELECT c.stream_id, c.v, NULL::bigint AS position FROM cur c \
                  UNION ALL \
-                 SELECT NULL, NULL, i.position FROM ins i"
+                 SELECT NULL, NULL, i.position FROM ins i",
+                cur = checked_versions(&s),
+                insert = insert_rows(&s),
             )),
             // Group commit (crate::group): several one-stream appends, each
-            // checked on its own. `cur`: every member's stream (one member per
-            // stream), its version, and the range its expectation allows; then
-            // the rows ($4..$11 as for `append_many`) of the members whose
-            // stream is in range, in the canonical (stream, version) order (no
-            // deadlock with other groups or multi-stream appends). A member
-            // whose check fails inserts nothing; its neighbours do. Returns
-            // every inserted row's stream, version and position.
+            // checked on its own. `cur` as above (one member per stream); then
+            // the rows of the members whose stream is in range, in the same
+            // canonical order (no deadlock with other groups or multi-stream
+            // appends). A member whose check fails inserts nothing; its
+            // neighbours do. Returns every inserted row's stream, version and
+            // position.
             append_group: q(format!(
-                "WITH cur AS MATERIALIZED ( \
-                     SELECT q.stream_id, q.lo, q.hi, \
-                            coalesce((SELECT max(e.version) FROM {s}.events e \
-                                      WHERE e.stream_id = q.stream_id), 0) AS v \
-                     FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS q(stream_id, lo, hi) \
-                 ) \
-                 INSERT INTO {s}.events (position, event_id, stream_id, version, event_type, \
-                                         content_type, payload, metadata) \
-                 SELECT {s}.position_base() + r.pos, r.id, r.stream_id, c.v + r.n, \
-                        r.t, r.c, r.p, r.m::jsonb \
-                 FROM unnest($4::text[], $5::bigint[], $6::bigint[], $7::uuid[], $8::text[], \
-                             $9::text[], $10::bytea[], $11::text[]) \
-                      AS r(stream_id, n, pos, id, t, c, p, m) \
-                 JOIN cur c ON c.stream_id = r.stream_id \
+                "WITH {cur} {insert} \
                  WHERE c.v BETWEEN c.lo AND c.hi \
                  ORDER BY r.stream_id COLLATE \"C\", r.n \
-                 RETURNING stream_id, version, position"
+                 RETURNING stream_id, version, position",
+                cur = checked_versions(&s),
+                insert = insert_rows(&s),
             )),
             // The guard rows of a multi-stream append, before its COMMIT.
             delete_guards: q(format!("DELETE FROM {s}.events WHERE event_id = ANY($1)")),

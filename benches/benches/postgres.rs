@@ -20,6 +20,9 @@
 //!   `postgres_ungrouped/append_single/…` the same with `max_group(1)`.
 //! * `postgres_raw/append_single/tasks/{1,4,16,64}` — the base: single-row
 //!   `INSERT` commits from as many tasks.
+//! * `postgres/load_stream/10000` — load + fold one 10,000-event stream among
+//!   others; `postgres_loop/load_stream/10000` the same by a hand-written sqlx
+//!   loop (one `SELECT` in version order, decoded into owned values, folded).
 //! * `ANNALS_BENCH_LATENCY=1`: also a paired pass of the three, events/s and
 //!   p50/p99 latency per append (printed to stderr).
 //! * `postgres/read_stream/100000`, `postgres/read_all/100000` — replay of 100,000
@@ -491,6 +494,79 @@ fn replay(c: &mut Criterion) {
     rt.block_on(bench.drop());
 }
 
+/// Load + fold one 10,000-event stream among others (an aggregate replayed
+/// without a snapshot), against a hand-written sqlx loop: one `SELECT` of the
+/// stream in version order, streamed, decoded into owned values, folded.
+fn load_stream(c: &mut Criterion) {
+    const EVENTS: u64 = 10_000;
+    let rt = runtime();
+    let bench = rt.block_on(Bench::new(false));
+    let stream = StreamId::new("load").unwrap();
+    rt.block_on(async {
+        for chunk in 0..EVENTS / 1000 {
+            let expected = ExpectedVersion::Exact(Version::new(chunk * 1000));
+            bench
+                .store
+                .append(&stream, expected, events(1000))
+                .await
+                .unwrap();
+        }
+        // Noise around the stream, like a real log.
+        for other in 0..10 {
+            let s = StreamId::new(format!("other-{other}")).unwrap();
+            let expected = ExpectedVersion::NoStream;
+            bench
+                .store
+                .append(&s, expected, events(1000))
+                .await
+                .unwrap();
+        }
+        let vacuum = format!("VACUUM ANALYZE \"{}\".events", bench.store.schema());
+        sqlx::query(AssertSqlSafe(vacuum))
+            .execute(&bench.raw)
+            .await
+            .unwrap();
+    });
+    let store = &bench.store;
+    let mut g = bench_group(c, "postgres/load_stream", 20, 5);
+    g.throughput(Throughput::Elements(EVENTS));
+    g.bench_function(BenchmarkId::from_parameter(EVENTS), |b| {
+        b.to_async(&rt).iter(|| async {
+            use futures::TryStreamExt;
+            let total = store
+                .read_stream(annals_postgres::ReadStream::forward(&stream))
+                .try_fold(0u64, |n, e| async move { Ok(n + e.version.get()) })
+                .await
+                .unwrap();
+            assert_eq!(total, EVENTS * (EVENTS + 1) / 2);
+        });
+    });
+    g.finish();
+
+    let sql = format!(
+        "SELECT e.position, e.event_id, e.stream_id, e.version, e.event_type, \
+                e.content_type, e.payload, e.metadata::text \
+         FROM \"{}\".events e WHERE e.stream_id = $1 ORDER BY e.version",
+        store.schema()
+    );
+    let mut g = bench_group(c, "postgres_loop/load_stream", 20, 5);
+    g.throughput(Throughput::Elements(EVENTS));
+    g.bench_function(BenchmarkId::from_parameter(EVENTS), |b| {
+        b.to_async(&rt).iter(|| async {
+            let total = sqlx::query(AssertSqlSafe(sql.clone()))
+                .bind("load")
+                .fetch(&bench.raw)
+                .map(|row| decode_raw(&row.unwrap()))
+                .fold(0u64, |n, row| async move { n + row.3 as u64 })
+                .await;
+            assert_eq!(total, EVENTS * (EVENTS + 1) / 2);
+        });
+    });
+    g.finish();
+
+    rt.block_on(bench.drop());
+}
+
 /// A two-stream transfer (two parts, one event each, one statement) against a
 /// one-event append.
 fn transfer(c: &mut Criterion) {
@@ -500,5 +576,5 @@ fn transfer(c: &mut Criterion) {
     rt.block_on(bench.drop());
 }
 
-criterion_group!(benches, append, replay, transfer);
+criterion_group!(benches, append, replay, load_stream, transfer);
 criterion_main!(benches);

@@ -720,6 +720,17 @@ async fn a_store_migrated_before_0004_upgrades_and_answers_queries() {
     .await;
     assert_eq!(placed_before, [found]);
 
+    // 0005's generated column agrees with 0004's function on every row, old
+    // and new (it spells out the function's body).
+    let disagree: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT count(*) FROM {quoted}.events \
+         WHERE event_time IS DISTINCT FROM {quoted}.event_time_micros(metadata, recorded_at)"
+    )))
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(disagree, 0);
+
     conn.close().await.unwrap();
     drop(store);
     schema.teardown().await;

@@ -168,16 +168,19 @@ impl Groups {
         build: impl FnOnce(oneshot::Sender<Option<Single>>) -> Member,
     ) -> Joined {
         let limit = in_flight(inner);
+        // The draining tasks need a Tokio runtime; without one (sqlx needs it
+        // anyway, but never panic over it) every append runs alone.
+        let runtime = tokio::runtime::Handle::try_current().ok();
         let mut state = lock(&inner.groups.state);
-        if state.alone < limit && state.queue.is_empty() {
+        if runtime.is_none() || (state.alone < limit && state.queue.is_empty()) {
             state.alone += 1;
             return Joined::Alone(AloneGuard(Arc::clone(inner)));
         }
         let (reply, answer) = oneshot::channel();
         state.queue.push(build(reply));
-        if state.drains < limit {
+        if let Some(runtime) = runtime.filter(|_| state.drains < limit) {
             state.drains += 1;
-            tokio::spawn(drain(Arc::clone(inner)));
+            runtime.spawn(drain(Arc::clone(inner)));
         }
         Joined::Queued(answer)
     }

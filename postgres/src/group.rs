@@ -56,7 +56,7 @@ pub(crate) const MAX_GROUP_BYTES: usize = 4 * 1024 * 1024;
 /// Measured on 2 cores (docs/performance.md): with one of each, 4 concurrent
 /// appenders lost ~10% against grouping off (two connections at work instead
 /// of four); with four of each grouping never lost, and 16 and 64 appenders
-/// gained 1.3-1.75x and 2.7-2.9x over grouping off.
+/// gained 1.6-1.8x and 2.9-3.8x over grouping off.
 const MAX_IN_FLIGHT: usize = 4;
 
 /// Appends with more events than this run alone: a large batch is one statement

@@ -72,6 +72,10 @@ macro_rules! __case_list {
             expected_exact_fails_when_behind_or_ahead,
             expected_exact_zero_means_no_stream,
             conflict_reports_stream_expected_and_actual,
+            // concurrent appends (group commit) keep their own semantics
+            concurrent_appends_half_conflicting_only_those_fail,
+            a_concurrent_append_with_bad_input_fails_alone,
+            a_cancelled_concurrent_append_is_all_or_nothing,
             failed_append_writes_nothing,
             empty_batch_is_noop_that_checks_expected,
             // input validation

@@ -7,6 +7,7 @@
 mod aggregate;
 mod append;
 mod cloud;
+mod concurrent;
 mod consume;
 mod edges;
 mod filters;
@@ -22,6 +23,7 @@ mod validation;
 pub use aggregate::*;
 pub use append::*;
 pub use cloud::*;
+pub use concurrent::*;
 pub use consume::*;
 pub use edges::*;
 pub use filters::*;

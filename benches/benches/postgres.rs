@@ -45,14 +45,14 @@
 use std::{
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc, Mutex,
+        Arc,
     },
     time::{Duration, Instant},
 };
 
 use annals_benches::{
-    bench_group, events, payload, replay_all, replay_stream, runtime, single_event_appends,
-    transfer_group,
+    bench_group, events, fill_load_stream, payload, replay_all, replay_stream, runtime,
+    single_event_appends, transfer_group,
 };
 use annals_postgres::{
     EventStore, ExpectedVersion, PostgresEventStore, PostgresOptions, StreamId, Version,
@@ -195,52 +195,25 @@ async fn raw_append(pool: &PgPool, sql: &str, stream: &str, first_version: i64, 
 const TASKS: [usize; 4] = [1, 4, 16, 64];
 
 /// `tasks` tasks, each making `per_task` plain single-row commits to its own
-/// stream; each commit's latency goes to `latencies` if given.
+/// stream. Returns every commit's latency.
 async fn raw_single_appends(
     raw: &PgPool,
     sql: &Arc<str>,
     tasks: usize,
     per_task: usize,
     first: u64,
-    latencies: Option<&Mutex<Vec<Duration>>>,
-) {
+) -> Vec<Duration> {
     let runs = (0..tasks).map(|t| async move {
         let stream = format!("single-{}", first + t as u64);
+        let mut latencies = Vec::with_capacity(per_task);
         for i in 0..per_task {
             let start = Instant::now();
             raw_append(raw, sql, &stream, i as i64 + 1, 1).await;
-            if let Some(latencies) = latencies {
-                latencies.lock().unwrap().push(start.elapsed());
-            }
+            latencies.push(start.elapsed());
         }
+        latencies
     });
-    futures::future::join_all(runs).await;
-}
-
-/// The same with the store: `Exact` single-event appends.
-async fn store_single_appends(
-    store: &PostgresEventStore,
-    tasks: usize,
-    per_task: usize,
-    first: u64,
-    latencies: &Mutex<Vec<Duration>>,
-) {
-    let runs = (0..tasks).map(|t| async move {
-        let stream = StreamId::new(format!("single-{}", first + t as u64)).unwrap();
-        for (i, event) in events(per_task).into_iter().enumerate() {
-            let start = Instant::now();
-            store
-                .append(
-                    &stream,
-                    ExpectedVersion::Exact(Version::new(i as u64)),
-                    vec![event],
-                )
-                .await
-                .unwrap();
-            latencies.lock().unwrap().push(start.elapsed());
-        }
-    });
-    futures::future::join_all(runs).await;
+    futures::future::join_all(runs).await.concat()
 }
 
 /// The latency pass (`ANNALS_BENCH_LATENCY=1`): for 1/4/16/64 tasks, 5 rounds
@@ -249,47 +222,50 @@ async fn store_single_appends(
 /// and p50/p99 latency over all rounds.
 fn latency(rt: &tokio::runtime::Runtime, bench: &Bench, streams: &AtomicU64) {
     let sql: Arc<str> = insert_sql(&bench.raw_schema, 1).into();
+    let (grouped, ungrouped) = (
+        Arc::new(bench.store.clone()),
+        Arc::new(bench.ungrouped.clone()),
+    );
     for tasks in TASKS {
         let per_task = (1024 / tasks).max(16);
-        let mut rates: [Vec<f64>; 3] = Default::default();
-        let all: [Mutex<Vec<Duration>>; 3] = Default::default();
+        let mut figures: [(Vec<f64>, Vec<Duration>); 3] = Default::default();
         for _ in 0..5 {
-            for (side, (rate, latencies)) in rates.iter_mut().zip(&all).enumerate() {
+            for (side, (rates, latencies)) in figures.iter_mut().enumerate() {
                 let first = streams.fetch_add(tasks as u64, Ordering::Relaxed);
                 let start = Instant::now();
-                rt.block_on(async {
+                let measured = rt.block_on(async {
                     match side {
                         0 => {
-                            store_single_appends(&bench.store, tasks, per_task, first, latencies)
-                                .await;
+                            single_event_appends(Arc::clone(&grouped), tasks, per_task, first).await
                         }
                         1 => {
-                            let store = &bench.ungrouped;
-                            store_single_appends(store, tasks, per_task, first, latencies).await;
+                            single_event_appends(Arc::clone(&ungrouped), tasks, per_task, first)
+                                .await
                         }
-                        _ => {
-                            let (raw, latencies) = (&bench.raw, Some(latencies));
-                            raw_single_appends(raw, &sql, tasks, per_task, first, latencies).await;
-                        }
+                        _ => raw_single_appends(&bench.raw, &sql, tasks, per_task, first).await,
                     }
                 });
-                rate.push((tasks * per_task) as f64 / start.elapsed().as_secs_f64());
+                rates.push((tasks * per_task) as f64 / start.elapsed().as_secs_f64());
+                latencies.extend(measured);
             }
         }
         let mut line = format!("postgres single appends, {tasks} tasks:");
-        for (side, name) in ["grouped", "ungrouped", "plain"].iter().enumerate() {
-            rates[side].sort_by(f64::total_cmp);
-            let mut lat = std::mem::take(&mut *all[side].lock().unwrap());
+        let mut medians = [0.0_f64; 3];
+        for ((rates, lat), (name, median)) in figures
+            .iter_mut()
+            .zip(["grouped", "ungrouped", "plain"].iter().zip(&mut medians))
+        {
+            rates.sort_by(f64::total_cmp);
+            *median = rates[2];
             lat.sort();
             let at = |q: f64| lat[((lat.len() - 1) as f64 * q) as usize].as_micros();
             line += &format!(
-                " {name} {:.0}/s p50 {} µs p99 {} µs;",
-                rates[side][2],
+                " {name} {median:.0}/s p50 {} µs p99 {} µs;",
                 at(0.5),
                 at(0.99)
             );
         }
-        eprintln!("{line} grouped/plain {:.2}", rates[0][2] / rates[2][2]);
+        eprintln!("{line} grouped/plain {:.2}", medians[0] / medians[2]);
     }
 }
 
@@ -371,7 +347,7 @@ fn append(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("tasks", tasks), &tasks, |b, &tasks| {
             b.to_async(&rt).iter(|| {
                 let first = streams.fetch_add(tasks as u64, Ordering::Relaxed);
-                raw_single_appends(&raw, &sql, tasks, PER_TASK, first, None)
+                raw_single_appends(&raw, &sql, tasks, PER_TASK, first)
             });
         });
     }
@@ -503,24 +479,7 @@ fn load_stream(c: &mut Criterion) {
     let bench = rt.block_on(Bench::new(false));
     let stream = StreamId::new("load").unwrap();
     rt.block_on(async {
-        for chunk in 0..EVENTS / 1000 {
-            let expected = ExpectedVersion::Exact(Version::new(chunk * 1000));
-            bench
-                .store
-                .append(&stream, expected, events(1000))
-                .await
-                .unwrap();
-        }
-        // Noise around the stream, like a real log.
-        for other in 0..10 {
-            let s = StreamId::new(format!("other-{other}")).unwrap();
-            let expected = ExpectedVersion::NoStream;
-            bench
-                .store
-                .append(&s, expected, events(1000))
-                .await
-                .unwrap();
-        }
+        fill_load_stream(&bench.store, &stream, EVENTS).await;
         let vacuum = format!("VACUUM ANALYZE \"{}\".events", bench.store.schema());
         sqlx::query(AssertSqlSafe(vacuum))
             .execute(&bench.raw)

@@ -57,8 +57,8 @@ use std::{
 };
 
 use annals_benches::{
-    bench_group, events, payload, replay_all, replay_stream, runtime, single_event_appends,
-    transfer_group,
+    bench_group, events, fill_load_stream, payload, replay_all, replay_stream, runtime,
+    single_event_appends, transfer_group,
 };
 use annals_sqlite::{
     EventId, EventStore, ExpectedVersion, SqliteEventStore, SqliteOptions, StreamId, Synchronous,
@@ -557,42 +557,6 @@ async fn loop_single_appends(
     all
 }
 
-/// The same workload through annals. Returns each append's latency.
-async fn store_single_appends(
-    store: Arc<SqliteEventStore>,
-    tasks: usize,
-    per_task: usize,
-    first_stream: u64,
-) -> Vec<Duration> {
-    let handles: Vec<_> = (0..tasks)
-        .map(|t| {
-            let store = Arc::clone(&store);
-            tokio::spawn(async move {
-                let stream = StreamId::new(format!("single-{}", first_stream + t as u64)).unwrap();
-                let mut latencies = Vec::with_capacity(per_task);
-                for (i, event) in events(per_task).into_iter().enumerate() {
-                    let start = Instant::now();
-                    store
-                        .append(
-                            &stream,
-                            ExpectedVersion::Exact(Version::new(i as u64)),
-                            vec![event],
-                        )
-                        .await
-                        .unwrap();
-                    latencies.push(start.elapsed());
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for handle in handles {
-        all.extend(handle.await.unwrap());
-    }
-    all
-}
-
 /// 100-event batches and single-event appends from 1/4/16/64 tasks, annals against
 /// the loop, at each durability mode.
 fn versus_loop(c: &mut Criterion) {
@@ -652,7 +616,7 @@ fn versus_loop(c: &mut Criterion) {
             group.bench_function(BenchmarkId::from_parameter(tasks), |b| {
                 b.to_async(&rt).iter(|| {
                     let first = streams.fetch_add(tasks as u64, Ordering::Relaxed);
-                    store_single_appends(Arc::clone(&store), tasks, per_task, first)
+                    single_event_appends(Arc::clone(&store), tasks, per_task, first)
                 });
             });
             group.finish();
@@ -680,24 +644,7 @@ fn load_stream(c: &mut Criterion) {
     let stream = StreamId::new("load").unwrap();
     let store = rt.block_on(async {
         let store = SqliteEventStore::open(&path).await.unwrap();
-        for chunk in 0..EVENTS / 1000 {
-            store
-                .append(
-                    &stream,
-                    ExpectedVersion::Exact(Version::new(chunk * 1000)),
-                    events(1000),
-                )
-                .await
-                .unwrap();
-        }
-        // Noise around the stream, like a real log.
-        for other in 0..10 {
-            let s = StreamId::new(format!("other-{other}")).unwrap();
-            store
-                .append(&s, ExpectedVersion::NoStream, events(1000))
-                .await
-                .unwrap();
-        }
+        fill_load_stream(&store, &stream, EVENTS).await;
         store
     });
     let mut group = bench_group(c, "sqlite/load_stream", 20, 5);
@@ -841,13 +788,13 @@ fn latency(_: &mut Criterion) {
                     first += tasks as u64;
                     let start = Instant::now();
                     let latencies = match side {
-                        0 => rt.block_on(store_single_appends(
+                        0 => rt.block_on(single_event_appends(
                             Arc::clone(&store),
                             tasks,
                             per_task,
                             first,
                         )),
-                        1 => rt.block_on(store_single_appends(
+                        1 => rt.block_on(single_event_appends(
                             Arc::clone(&ungrouped),
                             tasks,
                             per_task,

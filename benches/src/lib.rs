@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use annals_core::{
     AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, ReadAll, ReadStream, StreamId,
@@ -91,25 +91,48 @@ pub fn append_group<S>(
 }
 
 /// `tasks` concurrent tasks, each appending `per_task` single-event appends with
-/// `Exact` versions to its own new stream `single-{first_stream + t}`.
+/// `Exact` versions to its own new stream `single-{first_stream + t}`. Returns
+/// every append's latency.
 pub async fn single_event_appends<S>(
     store: Arc<S>,
     tasks: usize,
     per_task: usize,
     first_stream: u64,
-) where
+) -> Vec<Duration>
+where
     S: EventStore + ?Sized + 'static,
 {
     let handles: Vec<_> = (0..tasks)
         .map(|t| {
             let store = Arc::clone(&store);
             tokio::spawn(async move {
-                one_stream_appends(&*store, first_stream + t as u64, per_task).await;
+                one_stream_appends(&*store, first_stream + t as u64, per_task).await
             })
         })
         .collect();
+    let mut latencies = Vec::with_capacity(tasks * per_task);
     for handle in handles {
-        handle.await.unwrap();
+        latencies.extend(handle.await.unwrap());
+    }
+    latencies
+}
+
+/// `stream` with `events_in_stream` events (appended 1,000 at a time) among 10,000
+/// others in 10 streams, like a real log: what the `load_stream` groups fold.
+pub async fn fill_load_stream<S>(store: &S, stream: &StreamId, events_in_stream: u64)
+where
+    S: EventStore + ?Sized,
+{
+    for chunk in 0..events_in_stream / 1000 {
+        let expected = ExpectedVersion::Exact(Version::new(chunk * 1000));
+        store.append(stream, expected, events(1000)).await.unwrap();
+    }
+    for other in 0..10 {
+        let s = StreamId::new(format!("other-{other}")).unwrap();
+        store
+            .append(&s, ExpectedVersion::NoStream, events(1000))
+            .await
+            .unwrap();
     }
 }
 
@@ -140,12 +163,15 @@ where
 
 /// The baseline for [`two_stream_transfers`]: `count` single-stream, one-event
 /// appends, one after another, to `single-{tag}`.
-pub async fn one_stream_appends<S>(store: &S, tag: u64, count: usize)
+/// Returns every append's latency.
+pub async fn one_stream_appends<S>(store: &S, tag: u64, count: usize) -> Vec<Duration>
 where
     S: EventStore + ?Sized,
 {
     let stream = StreamId::new(format!("single-{tag}")).unwrap();
+    let mut latencies = Vec::with_capacity(count);
     for (i, event) in events(count).into_iter().enumerate() {
+        let start = Instant::now();
         store
             .append(
                 &stream,
@@ -154,7 +180,9 @@ where
             )
             .await
             .unwrap();
+        latencies.push(start.elapsed());
     }
+    latencies
 }
 
 /// The `{prefix}/transfer` group: [`one_stream_appends`] (`single_append`) against

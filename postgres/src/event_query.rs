@@ -15,6 +15,8 @@
 //! plan cannot know the term is true. `postgres/tests/queries.rs` checks the
 //! generic plans on a large log.
 
+use std::sync::Arc;
+
 use annals_core::{cloud::DEFAULT_SOURCE, Direction, EventQuery, EventStream};
 use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr};
 
@@ -259,7 +261,7 @@ impl LogSelect for QueryFilter {
 
 /// The events `query` selects, paged like `read_all` (and gap-safe like it when
 /// ascending). Core has validated the query and answered empty ones.
-pub(crate) fn query<'a>(inner: &'a Inner, query: &EventQuery) -> EventStream<'a> {
+pub(crate) fn query(inner: &Arc<Inner>, query: &EventQuery) -> EventStream<'static> {
     read_log(
         inner,
         query.position_range(),

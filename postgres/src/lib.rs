@@ -104,6 +104,7 @@
 //! plain-SQL migrations in `migrations/postgres/`.
 #![deny(missing_docs)]
 
+mod ahead;
 mod append;
 mod checkpoint;
 mod connect;

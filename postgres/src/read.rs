@@ -3,6 +3,7 @@
 
 use std::{
     ops::Range,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -10,9 +11,10 @@ use annals_core::{
     backend::{from_i64, not_found, to_i64},
     Direction, EventId, EventStream, ReadAll, ReadStream, RecordedEvent, Result, StreamId, Version,
 };
-use futures::{stream, StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use sqlx::{postgres::PgArguments, query::Query, Postgres, Row, SqlStr};
 
+use crate::ahead::{paged, Fetched};
 use crate::session::on_session;
 use crate::{
     connect::Inner,
@@ -61,7 +63,7 @@ fn page_len(page: u32, remaining: u64) -> i64 {
 /// Pages grow up to this many times the configured page size…
 const MAX_PAGE_GROWTH: u32 = 16;
 /// …while a page's events stay under this many bytes (payloads and strings).
-const PAGE_BYTES: usize = 4 << 20;
+const PAGE_BYTES: usize = 8 << 20;
 
 /// About how much memory a page's events hold.
 fn page_bytes(events: &[RecordedEvent]) -> usize {
@@ -158,69 +160,68 @@ impl Cursor {
     }
 }
 
-/// One stream's events, a page per query.
-pub(crate) fn read_stream<'a>(inner: &'a Inner, read: &ReadStream) -> EventStream<'a> {
+/// One stream's events, a page per query (the next fetched ahead, `ahead.rs`).
+pub(crate) fn read_stream(inner: &Arc<Inner>, read: &ReadStream) -> EventStream<'static> {
     let cursor = Cursor::new(
         read.versions(),
         read.max_events(),
         read.direction(),
         inner.options.page_size,
     );
+    let inner = Arc::clone(inner);
     let stream_id = read.stream().clone();
-    stream::try_unfold(Some(cursor), move |cursor| {
-        let stream_id = stream_id.clone();
-        async move {
-            let Some(cursor) = cursor else {
-                return Ok(None);
-            };
-            let mut cursor = cursor?;
-            if cursor.finished() {
-                return Ok(None);
-            }
-            let want = cursor.want();
-            let sql = match cursor.direction {
-                Direction::Forward => inner.queries.read_stream_forward(),
-                Direction::Backward => inner.queries.read_stream_backward(),
-            };
-            let events = bounded(inner.options.operation_timeout, async {
-                let doing = "reading a stream";
-                let mut streams = StreamCache::with(&stream_id);
-                let mut events = Vec::with_capacity(usize::try_from(want.min(4096)).unwrap_or(0));
-                let mut session = inner.read_session(doing).await?;
-                let conn = session.conn().map_err(|e| inner.map_err(e, doing))?;
-                let mut rows = sqlx::query(sql)
-                    .persistent(inner.prepared())
-                    .bind(stream_id.as_str())
-                    .bind(cursor.start)
-                    .bind(cursor.end)
-                    .bind(want)
-                    .fetch(conn);
-                // Decode while the rest of the page is still arriving.
-                while let Some(row) = rows.try_next().await.map_err(|e| inner.map_err(e, doing))? {
-                    events.push(decode_event(&row, &mut streams)?);
-                }
-                drop(rows);
-                session
-                    .end(true)
-                    .await
-                    .map_err(|e| inner.map_err(e, doing))?;
-                Ok(events)
-            })
-            .await?;
-            let Some(last) = events.last() else {
-                return Ok(None);
-            };
-            cursor.advance(last.version.get(), events.len())?;
-            cursor.done = i64::try_from(events.len()).unwrap_or(i64::MAX) < want;
-            cursor.resize(&events, !cursor.done);
-            Ok(Some((
-                stream::iter(events.into_iter().map(Ok)),
-                Some(Ok(cursor)),
-            )))
-        }
+    paged(cursor, move |cursor| {
+        stream_page(Arc::clone(&inner), stream_id.clone(), cursor)
     })
-    .try_flatten()
-    .boxed()
+}
+
+/// One page of a stream read at `cursor`, and the cursor after it.
+async fn stream_page(
+    inner: Arc<Inner>,
+    stream_id: StreamId,
+    mut cursor: Cursor,
+) -> Result<Fetched<Cursor>> {
+    if cursor.finished() {
+        return Ok(None);
+    }
+    let want = cursor.want();
+    let sql = match cursor.direction {
+        Direction::Forward => inner.queries.read_stream_forward(),
+        Direction::Backward => inner.queries.read_stream_backward(),
+    };
+    let events = bounded(inner.options.operation_timeout, async {
+        let doing = "reading a stream";
+        let mut streams = StreamCache::with(&stream_id);
+        let mut events = Vec::with_capacity(usize::try_from(want.min(4096)).unwrap_or(0));
+        let mut session = inner.read_session(doing).await?;
+        let conn = session.conn().map_err(|e| inner.map_err(e, doing))?;
+        let mut rows = sqlx::query(sql)
+            .persistent(inner.prepared())
+            .bind(stream_id.as_str())
+            .bind(cursor.start)
+            .bind(cursor.end)
+            .bind(want)
+            .fetch(conn);
+        // Decode while the rest of the page is still arriving.
+        while let Some(row) = rows.try_next().await.map_err(|e| inner.map_err(e, doing))? {
+            events.push(decode_event(&row, &mut streams)?);
+        }
+        drop(rows);
+        session
+            .end(true)
+            .await
+            .map_err(|e| inner.map_err(e, doing))?;
+        Ok(events)
+    })
+    .await?;
+    let Some(last) = events.last() else {
+        return Ok(None);
+    };
+    cursor.advance(last.version.get(), events.len())?;
+    cursor.done = i64::try_from(events.len()).unwrap_or(i64::MAX) < want;
+    cursor.resize(&events, !cursor.done);
+    let next = (!cursor.finished()).then_some(cursor);
+    Ok(Some((events, next)))
 }
 
 /// A `read_all` filter as bind values.
@@ -350,7 +351,7 @@ enum Stall {
 /// it started are held back: it waits for them (`read_settle_timeout`), then
 /// fails with [`ReadBlocked`] naming the transaction that holds them back.
 /// Events committed after the read started may be left for the next read.
-pub(crate) fn read_all<'a>(inner: &'a Inner, read: &ReadAll) -> EventStream<'a> {
+pub(crate) fn read_all(inner: &Arc<Inner>, read: &ReadAll) -> EventStream<'static> {
     let filter = LogFilter::new(read);
     let range = if filter.matches_nothing {
         0..0
@@ -360,102 +361,107 @@ pub(crate) fn read_all<'a>(inner: &'a Inner, read: &ReadAll) -> EventStream<'a> 
     read_log(inner, range, read.max_events(), read.direction(), 0, filter)
 }
 
+/// Where a paged log read is: its cursor, and the first statement's horizon
+/// (rows at or above it committed after the read began; `None` before the
+/// first statement).
+type LogState = (Cursor, Option<i64>);
+
 /// The paged, gap-safe read behind [`read_all`] and `EventQuery`s (`event_query.rs`):
 /// the rows `filter` selects with positions in `range`, in `direction`, at most
 /// `limit`, after skipping `skip` of them; see [`read_all`] for the guarantees.
-pub(crate) fn read_log<'a, F: LogSelect + 'a>(
-    inner: &'a Inner,
+/// The next page is fetched ahead (`ahead.rs`).
+pub(crate) fn read_log<F: LogSelect + 'static>(
+    inner: &Arc<Inner>,
     range: Range<u64>,
     limit: Option<u64>,
     direction: Direction,
     skip: u64,
     filter: F,
-) -> EventStream<'a> {
+) -> EventStream<'static> {
     let cursor = Cursor::new(range, limit, direction, inner.options.page_size).map(|mut c| {
         c.skip = skip;
         c
     });
-    // The first statement's horizon: rows at or above it committed after the
-    // read began.
-    let state = cursor.map(|c| (c, None::<i64>));
-    stream::try_unfold(Some(state), move |state| {
-        let filter = filter.clone();
-        async move {
-            let Some(state) = state else {
-                return Ok(None);
-            };
-            let (mut cursor, mut start_horizon) = state?;
-            if cursor.finished() {
-                return Ok(None);
-            }
-            let want = cursor.want();
-            let mut stalled_since: Option<Instant> = None;
-            let mut warned = false;
-            let mut pause = SETTLE_POLL_MIN;
-            loop {
-                let page = log_page(inner, &cursor, &filter, want).await?;
-                let horizon = *start_horizon.get_or_insert(page.horizon.unwrap_or(i64::MAX));
-                if cursor.direction == Direction::Backward && horizon < cursor.end {
-                    // Retried pages and later pages leave out what committed since.
-                    cursor.end = horizon;
-                }
-                let stall = page.unsafe_at.map(|at| classify(at, horizon, page.horizon));
-                if let Some(last) = page.events.last() {
-                    cursor.advance(last.position.get(), page.events.len())?;
-                    let full = i64::try_from(page.rows).unwrap_or(i64::MAX) >= want;
-                    let clean = stall.is_none();
-                    cursor.done = match stall {
-                        None => !full,
-                        Some(Stall::AfterStart) => true,
-                        Some(Stall::Wait | Stall::ClockBehind) => false,
-                    };
-                    cursor.resize(&page.events, full && clean);
-                    return Ok(Some((
-                        stream::iter(page.events.into_iter().map(Ok)),
-                        Some(Ok((cursor, start_horizon))),
-                    )));
-                }
-                let Some(at) = page.unsafe_at else {
-                    return Ok(None);
-                };
-                match stall {
-                    Some(Stall::AfterStart) => return Ok(None),
-                    Some(Stall::ClockBehind) => return Err(clock_behind(inner, at)),
-                    _ => {}
-                }
-                // Committed rows that were there when the read began exist
-                // ahead, but an older transaction is still running: wait
-                // (bounded) for it rather than return a short read.
-                let since = *stalled_since.get_or_insert_with(Instant::now);
-                let waited = since.elapsed();
-                let settle = inner.options.read_settle_timeout;
-                if !warned && waited >= settle / 2 {
-                    warned = true;
-                    let blocker = blocker(inner).await;
-                    tracing::warn!(
-                        schema = %inner.schema,
-                        position = at,
-                        waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
-                        blocker = %describe(&blocker),
-                        "read_all is held back by a running transaction of this database"
-                    );
-                }
-                if waited >= settle {
-                    let blocked = ReadBlocked {
-                        position: u64::try_from(at).unwrap_or_default(),
-                        waited,
-                        blocker: blocker(inner).await,
-                    };
-                    tracing::warn!(schema = %inner.schema, "{blocked}");
-                    return Err(Error::blocked("reading the global log", blocked));
-                }
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(SETTLE_POLL_MAX);
-            }
-        }
+    let inner = Arc::clone(inner);
+    paged(cursor.map(|c| (c, None)), move |state| {
+        log_step(Arc::clone(&inner), filter.clone(), state)
     })
-    .try_flatten()
-    .boxed()
+}
+
+/// The next page of a log read from `state`: the events below the first row
+/// that is not yet safe, after waiting (bounded) for rows that committed before
+/// the read began to become safe; and the state after them.
+async fn log_step<F: LogSelect>(
+    inner: Arc<Inner>,
+    filter: F,
+    (mut cursor, mut start_horizon): LogState,
+) -> Result<Fetched<LogState>> {
+    let inner = &*inner;
+    if cursor.finished() {
+        return Ok(None);
+    }
+    let want = cursor.want();
+    let mut stalled_since: Option<Instant> = None;
+    let mut warned = false;
+    let mut pause = SETTLE_POLL_MIN;
+    loop {
+        let page = log_page(inner, &cursor, &filter, want).await?;
+        let horizon = *start_horizon.get_or_insert(page.horizon.unwrap_or(i64::MAX));
+        if cursor.direction == Direction::Backward && horizon < cursor.end {
+            // Retried pages and later pages leave out what committed since.
+            cursor.end = horizon;
+        }
+        let stall = page.unsafe_at.map(|at| classify(at, horizon, page.horizon));
+        if let Some(last) = page.events.last() {
+            cursor.advance(last.position.get(), page.events.len())?;
+            let full = i64::try_from(page.rows).unwrap_or(i64::MAX) >= want;
+            let clean = stall.is_none();
+            cursor.done = match stall {
+                None => !full,
+                Some(Stall::AfterStart) => true,
+                Some(Stall::Wait | Stall::ClockBehind) => false,
+            };
+            cursor.resize(&page.events, full && clean);
+            let next = (!cursor.finished()).then_some((cursor, start_horizon));
+            return Ok(Some((page.events, next)));
+        }
+        let Some(at) = page.unsafe_at else {
+            return Ok(None);
+        };
+        match stall {
+            Some(Stall::AfterStart) => return Ok(None),
+            Some(Stall::ClockBehind) => return Err(clock_behind(inner, at)),
+            _ => {}
+        }
+        // Committed rows that were there when the read began exist ahead, but
+        // an older transaction is still running: wait (bounded) for it rather
+        // than return a short read.
+        let since = *stalled_since.get_or_insert_with(Instant::now);
+        let waited = since.elapsed();
+        let settle = inner.options.read_settle_timeout;
+        if !warned && waited >= settle / 2 {
+            warned = true;
+            let blocker = blocker(inner).await;
+            tracing::warn!(
+                schema = %inner.schema,
+                position = at,
+                waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+                blocker = %describe(&blocker),
+                "read_all is held back by a running transaction of this database"
+            );
+        }
+        if waited >= settle {
+            let blocked = ReadBlocked {
+                position: u64::try_from(at).unwrap_or_default(),
+                waited,
+                blocker: blocker(inner).await,
+            };
+            tracing::warn!(schema = %inner.schema, "{blocked}");
+            return Err(Error::blocked("reading the global log", blocked));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(SETTLE_POLL_MAX);
+    }
 }
 
 /// Decides what a page that stopped at the unsafe row `at` means.

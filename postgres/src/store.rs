@@ -34,16 +34,16 @@ impl Backend for PostgresEventStore {
     }
 
     fn scan_stream(&self, read: ReadStream) -> EventStream<'_> {
-        read::read_stream(self.inner(), &read)
+        read::read_stream(self.inner_arc(), &read)
     }
 
     fn scan_all(&self, read: ReadAll) -> EventStream<'_> {
-        read::read_all(self.inner(), &read)
+        read::read_all(self.inner_arc(), &read)
     }
 
     /// Every filter in SQL (`event_query.rs`), paged and gap-safe like `read_all`.
     fn query(&self, query: EventQuery) -> EventStream<'_> {
-        event_query::query(self.inner(), &query)
+        event_query::query(self.inner_arc(), &query)
     }
 
     fn head_version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Version>> {

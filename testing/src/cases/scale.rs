@@ -184,19 +184,42 @@ pub async fn read_100k_events_through_stream_api(store: Arc<dyn EventStore>) {
     assert_eq!(count, TOTAL);
 }
 
-/// Reads dropped before, during or after their first page — a cancelled request,
+/// Reads dropped before, during or after their first page, or several pages in
+/// (while a backend may be fetching the next page ahead) — a cancelled request,
 /// a client timeout — leave the store fully usable: after 50 of them in a row
 /// (more than any backend's connection pool, so a read that kept its connection
 /// would starve the next ones), an append and complete reads succeed and see every
 /// event.
 pub async fn dropped_reads_leave_the_store_usable(store: Arc<dyn EventStore>) {
-    const STORED: u64 = 3_000;
+    const STORED: u64 = 8_000;
     let s = sid("dropped-reads");
-    store
-        .append(&s, ExpectedVersion::NoStream, batch(0, STORED))
-        .await
-        .unwrap();
+    for first in (0..STORED).step_by(1_000) {
+        let expected = if first == 0 {
+            ExpectedVersion::NoStream
+        } else {
+            ExpectedVersion::Exact(Version::new(first))
+        };
+        store
+            .append(&s, expected, batch(first, 1_000))
+            .await
+            .unwrap();
+    }
     for round in 0..50u64 {
+        if round % 3 == 2 {
+            // Part-way through the log: past the first pages, then dropped.
+            let wanted = 1_500 + (round * 137) % 4_000;
+            let mut read = if round % 2 == 0 {
+                store.read_all(ReadAll::forward())
+            } else {
+                store.read_stream(ReadStream::forward(&s))
+            };
+            for expected in 1..=wanted {
+                let event = read.try_next().await.unwrap().unwrap();
+                assert_eq!(event.version.get(), expected);
+            }
+            drop(read);
+            continue;
+        }
         let wait = std::time::Duration::from_micros((round * 97) % 3_000);
         let mut read = if round % 2 == 0 {
             store.read_all(ReadAll::forward())

@@ -28,8 +28,13 @@
 //! * `postgres/read_stream/100000`, `postgres/read_all/100000` — replay of 100,000
 //!   events decoded into `RecordedEvent`s through the `futures::Stream` API.
 //! * `postgres_raw/read_stream/100000`, `postgres_raw/read_all/100000` — the base:
-//!   one plain `SELECT` of the same columns, streamed with sqlx and decoded into
-//!   owned Rust values.
+//!   one plain `SELECT` of the same columns (every field a `RecordedEvent`
+//!   carries, `recorded_at` included), streamed with sqlx and decoded into owned
+//!   Rust values.
+//! * `ANNALS_BENCH_PAIRED_READS=1`: also a paired pass of the four reads, 25
+//!   rounds alternating store and base, printing medians and the per-round
+//!   store/base ratios (to stderr); the figure to quote on a machine whose speed
+//!   drifts between criterion groups.
 #![allow(
     missing_docs,
     clippy::unwrap_used,
@@ -359,6 +364,11 @@ fn append(c: &mut Criterion) {
     rt.block_on(bench.drop());
 }
 
+/// The columns the plain reads select: every column a `RecordedEvent` carries,
+/// as the store selects them.
+const RAW_COLUMNS: &str = "e.position, e.event_id, e.stream_id, e.version, e.event_type, \
+                           e.content_type, e.payload, e.metadata::text, e.recorded_at";
+
 type RawRow = (
     i64,
     sqlx::types::Uuid,
@@ -368,9 +378,17 @@ type RawRow = (
     String,
     Vec<u8>,
     String,
+    i64,
 );
 
+/// A row of [`RAW_COLUMNS`] as owned values; `recorded_at` as PostgreSQL's
+/// binary `timestamptz` (µs since 2000-01-01), read from the raw value (sqlx
+/// decodes timestamps only through its `chrono`/`time` features).
 fn decode_raw(row: &sqlx::postgres::PgRow) -> RawRow {
+    use sqlx::ValueRef;
+    let recorded_at = row.try_get_raw(8).unwrap();
+    assert!(!recorded_at.is_null());
+    let micros = i64::from_be_bytes(recorded_at.as_bytes().unwrap().try_into().unwrap());
     (
         row.get(0),
         row.get(1),
@@ -380,6 +398,7 @@ fn decode_raw(row: &sqlx::postgres::PgRow) -> RawRow {
         row.get(5),
         row.get(6),
         row.get(7),
+        micros,
     )
 }
 
@@ -407,67 +426,119 @@ fn replay(c: &mut Criterion) {
         .await
         .unwrap();
     });
-    let store = &bench.store;
-    let schema = store.schema().to_owned();
-    let raw_columns = "e.position, e.event_id, e.stream_id, e.version, e.event_type, \
-                       e.content_type, e.payload, e.metadata::text";
-
-    let mut g = bench_group(c, "postgres/read_stream", 10, 8);
-    g.throughput(Throughput::Elements(REPLAY));
-    g.bench_function(BenchmarkId::from_parameter(REPLAY), |b| {
-        b.to_async(&rt).iter(|| async {
-            assert_eq!(replay_stream(&store, &stream).await, REPLAY);
+    let reads = Reads {
+        store: &bench.store,
+        raw: &bench.raw,
+        stream: &stream,
+        stream_sql: format!(
+            "SELECT {RAW_COLUMNS} FROM \"{}\".events e \
+             WHERE e.stream_id = $1 AND e.version >= $2 ORDER BY e.version",
+            bench.store.schema()
+        ),
+        all_sql: format!(
+            "SELECT {RAW_COLUMNS} FROM \"{}\".events e \
+             WHERE e.position >= $1 ORDER BY e.position",
+            bench.store.schema()
+        ),
+    };
+    for (name, read) in READS {
+        let mut g = bench_group(c, name, 10, 8);
+        g.throughput(Throughput::Elements(REPLAY));
+        g.bench_function(BenchmarkId::from_parameter(REPLAY), |b| {
+            b.to_async(&rt).iter(|| async {
+                assert_eq!(read(&reads).await, REPLAY);
+            });
         });
-    });
-    g.finish();
-
-    let mut g = bench_group(c, "postgres_raw/read_stream", 10, 8);
-    g.throughput(Throughput::Elements(REPLAY));
-    g.bench_function(BenchmarkId::from_parameter(REPLAY), |b| {
-        b.to_async(&rt).iter(|| async {
-            let n = sqlx::query(AssertSqlSafe(format!(
-                "SELECT {raw_columns} FROM \"{schema}\".events e \
-                 WHERE e.stream_id = $1 AND e.version >= $2 ORDER BY e.version"
-            )))
-            .bind("replay")
-            .bind(1i64)
-            .fetch(&bench.raw)
-            .map(|row| decode_raw(&row.unwrap()))
-            .fold(0u64, |n, row| async move { n + u64::from(row.3 > 0) })
-            .await;
-            assert_eq!(n, REPLAY);
-        });
-    });
-    g.finish();
-
-    let mut g = bench_group(c, "postgres/read_all", 10, 8);
-    g.throughput(Throughput::Elements(REPLAY));
-    g.bench_function(BenchmarkId::from_parameter(REPLAY), |b| {
-        b.to_async(&rt).iter(|| async {
-            assert_eq!(replay_all(&store).await, REPLAY);
-        });
-    });
-    g.finish();
-
-    let mut g = bench_group(c, "postgres_raw/read_all", 10, 8);
-    g.throughput(Throughput::Elements(REPLAY));
-    g.bench_function(BenchmarkId::from_parameter(REPLAY), |b| {
-        b.to_async(&rt).iter(|| async {
-            let n = sqlx::query(AssertSqlSafe(format!(
-                "SELECT {raw_columns} FROM \"{schema}\".events e \
-                 WHERE e.position >= $1 ORDER BY e.position"
-            )))
-            .bind(1i64)
-            .fetch(&bench.raw)
-            .map(|row| decode_raw(&row.unwrap()))
-            .fold(0u64, |n, row| async move { n + u64::from(row.0 > 0) })
-            .await;
-            assert_eq!(n, REPLAY);
-        });
-    });
-    g.finish();
-
+        g.finish();
+    }
+    if std::env::var_os("ANNALS_BENCH_PAIRED_READS").is_some() {
+        paired_reads(&rt, &reads);
+    }
     rt.block_on(bench.drop());
+}
+
+/// What the replay group reads: the store's 100,000-event stream (the whole
+/// log), and the plain `SELECT`s of the same rows.
+struct Reads<'a> {
+    store: &'a PostgresEventStore,
+    raw: &'a PgPool,
+    stream: &'a StreamId,
+    stream_sql: String,
+    all_sql: String,
+}
+
+/// One replay, returning how many events it read.
+type Read = for<'a> fn(&'a Reads<'a>) -> futures::future::BoxFuture<'a, u64>;
+
+/// The replay group's reads, each store read followed by its plain base.
+const READS: [(&str, Read); 4] = [
+    ("postgres/read_stream", |r| {
+        Box::pin(replay_stream(r.store, r.stream))
+    }),
+    ("postgres_raw/read_stream", |r| {
+        Box::pin(raw_replay(r.raw, &r.stream_sql, Some("replay")))
+    }),
+    ("postgres/read_all", |r| Box::pin(replay_all(r.store))),
+    ("postgres_raw/read_all", |r| {
+        Box::pin(raw_replay(r.raw, &r.all_sql, None))
+    }),
+];
+
+/// The plain base of a replay: `sql` (bound to the stream name if given, then
+/// the first version or position, 1) streamed with sqlx, every row decoded into
+/// owned values.
+async fn raw_replay(raw: &PgPool, sql: &str, stream: Option<&str>) -> u64 {
+    let mut query = sqlx::query(AssertSqlSafe(sql.to_owned()));
+    if let Some(stream) = stream {
+        query = query.bind(stream);
+    }
+    query
+        .bind(1i64)
+        .fetch(raw)
+        .map(|row| decode_raw(&row.unwrap()))
+        .fold(0u64, |n, row| async move { n + u64::from(row.0 > 0) })
+        .await
+}
+
+/// The paired read pass (`ANNALS_BENCH_PAIRED_READS=1`): 15 rounds, each
+/// running the four reads of [`READS`] once in turn, so a store read and its
+/// base always run seconds apart on a machine whose speed drifts; prints each
+/// read's median events/s and the median of the per-round store/base ratios.
+fn paired_reads(rt: &tokio::runtime::Runtime, reads: &Reads<'_>) {
+    const ROUNDS: usize = 25;
+    let mut rates: [Vec<f64>; 4] = Default::default();
+    for _ in 0..ROUNDS {
+        for ((_, read), rates) in READS.iter().zip(&mut rates) {
+            let start = Instant::now();
+            assert_eq!(rt.block_on(read(reads)), REPLAY);
+            rates.push(REPLAY as f64 / start.elapsed().as_secs_f64());
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    for pair in [0, 2] {
+        let ratios = rates[pair]
+            .iter()
+            .zip(&rates[pair + 1])
+            .map(|(store, base)| store / base)
+            .collect::<Vec<_>>();
+        let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+        eprintln!(
+            "{}: median {:.0}/s, base {:.0}/s, median ratio {:.2} (range {:.2}-{:.2}); \
+             best {:.0}/s, base {:.0}/s, ratio {:.2}",
+            READS[pair].0,
+            median(rates[pair].clone()),
+            median(rates[pair + 1].clone()),
+            median(ratios.clone()),
+            ratios.iter().copied().fold(f64::INFINITY, f64::min),
+            best(&ratios),
+            best(&rates[pair]),
+            best(&rates[pair + 1]),
+            best(&rates[pair]) / best(&rates[pair + 1]),
+        );
+    }
 }
 
 /// Load + fold one 10,000-event stream among others (an aggregate replayed
@@ -503,9 +574,7 @@ fn load_stream(c: &mut Criterion) {
     g.finish();
 
     let sql = format!(
-        "SELECT e.position, e.event_id, e.stream_id, e.version, e.event_type, \
-                e.content_type, e.payload, e.metadata::text \
-         FROM \"{}\".events e WHERE e.stream_id = $1 ORDER BY e.version",
+        "SELECT {RAW_COLUMNS} FROM \"{}\".events e WHERE e.stream_id = $1 ORDER BY e.version",
         store.schema()
     );
     let mut g = bench_group(c, "postgres_loop/load_stream", 20, 5);

@@ -73,6 +73,68 @@ async fn positions_start_just_above_one_slot_and_a_reconnect_keeps_the_clock() {
     schema.teardown().await;
 }
 
+/// What a restore from an older, busier cluster leaves behind: three rows of
+/// stream `restored` (versions from `first_version`) whose positions come from
+/// transaction ids this cluster has not reached yet. Returns the first one's
+/// slot base.
+async fn insert_restored_rows(admin: &mut PgConnection, schema: &str, first_version: i64) -> u64 {
+    let far = 5_000_000_000u64 * SLOT;
+    for (i, position) in [far + 1, far + 2, far + 7 * SLOT + 1]
+        .into_iter()
+        .enumerate()
+    {
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO \"{schema}\".events (position, event_id, stream_id, version, event_type, \
+             content_type, payload, metadata) \
+             VALUES ($1, gen_random_uuid(), 'restored', $2, 'A', 'application/json', '\\x31', '{{}}')"
+        )))
+        .bind(i64::try_from(position).unwrap())
+        .bind(i64::try_from(i).unwrap() + first_version)
+        .execute(&mut *admin)
+        .await
+        .unwrap();
+    }
+    far
+}
+
+/// The same when such rows come on a later page of a read (fetched ahead while
+/// the caller handles the page before): the read returns every event below
+/// them, then fails the same way, never ending as if the log ended there.
+#[tokio::test]
+async fn rows_ahead_of_the_clock_on_a_later_page_fail_the_read() {
+    let (store, schema) = common::store_with(
+        PostgresOptions::new()
+            .read_settle_timeout(std::time::Duration::from_millis(200))
+            .page_size(1),
+    )
+    .await;
+    let stream = StreamId::new("restored").unwrap();
+    let local: Vec<NewEvent> = (0..6).map(|i| NewEvent::new("A", format!("{i}"))).collect();
+    store
+        .append(&stream, ExpectedVersion::NoStream, local)
+        .await
+        .unwrap();
+    let mut admin = PgConnection::connect(schema.url()).await.unwrap();
+    insert_restored_rows(&mut admin, schema.name(), 7).await;
+    // Pages of 1, 2, 4 rows: the third page holds the last three local events
+    // and stops at the first restored row; the fourth starts there.
+    let mut read = store.read_all(ReadAll::forward());
+    for version in 1..=6 {
+        let event = read.try_next().await.unwrap().unwrap();
+        assert_eq!(event.version.get(), version);
+    }
+    let err = read.try_next().await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("ahead of this cluster's transaction ids"),
+        "{err}"
+    );
+    drop(read);
+    admin.close().await.unwrap();
+    drop(store);
+    schema.teardown().await;
+}
+
 #[tokio::test]
 async fn a_log_from_a_cluster_with_higher_transaction_ids_is_repaired_on_connect() {
     let (store, schema) = common::store_with(
@@ -88,26 +150,8 @@ async fn a_log_from_a_cluster_with_higher_transaction_ids_is_repaired_on_connect
         )
         .await
         .unwrap();
-    // What a restore from an older, busier cluster leaves behind: rows whose
-    // positions come from transaction ids this cluster has not reached yet.
-    let far = 5_000_000_000u64 * SLOT;
     let mut admin = PgConnection::connect(schema.url()).await.unwrap();
-    for (i, position) in [far + 1, far + 2, far + 7 * SLOT + 1]
-        .into_iter()
-        .enumerate()
-    {
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO \"{}\".events (position, event_id, stream_id, version, event_type, \
-             content_type, payload, metadata) \
-             VALUES ($1, gen_random_uuid(), 'restored', $2, 'A', 'application/json', '\\x31', '{{}}')",
-            schema.name()
-        )))
-        .bind(i64::try_from(position).unwrap())
-        .bind(i64::try_from(i).unwrap() + 2)
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    }
+    let far = insert_restored_rows(&mut admin, schema.name(), 2).await;
     // Before the repair those rows are ahead of the cluster's transaction ids: a
     // reader never skips them and never ends as if the log ended before them —
     // it returns the event below them, then fails, saying what to do.

@@ -199,8 +199,10 @@ async fn raw_append(pool: &PgPool, sql: &str, stream: &str, first_version: i64, 
 /// Concurrent tasks in the single-event groups.
 const TASKS: [usize; 4] = [1, 4, 16, 64];
 
-/// `tasks` tasks, each making `per_task` plain single-row commits to its own
-/// stream. Returns every commit's latency.
+/// `tasks` spawned tasks, each making `per_task` plain single-row commits to its
+/// own stream — spawned like the store's appenders in
+/// [`single_event_appends`], so both sides use the runtime's workers the same way.
+/// Returns every commit's latency.
 async fn raw_single_appends(
     raw: &PgPool,
     sql: &Arc<str>,
@@ -208,17 +210,26 @@ async fn raw_single_appends(
     per_task: usize,
     first: u64,
 ) -> Vec<Duration> {
-    let runs = (0..tasks).map(|t| async move {
-        let stream = format!("single-{}", first + t as u64);
-        let mut latencies = Vec::with_capacity(per_task);
-        for i in 0..per_task {
-            let start = Instant::now();
-            raw_append(raw, sql, &stream, i as i64 + 1, 1).await;
-            latencies.push(start.elapsed());
-        }
-        latencies
-    });
-    futures::future::join_all(runs).await.concat()
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let (raw, sql) = (raw.clone(), Arc::clone(sql));
+            tokio::spawn(async move {
+                let stream = format!("single-{}", first + t as u64);
+                let mut latencies = Vec::with_capacity(per_task);
+                for i in 0..per_task {
+                    let start = Instant::now();
+                    raw_append(&raw, &sql, &stream, i as i64 + 1, 1).await;
+                    latencies.push(start.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(tasks * per_task);
+    for handle in handles {
+        all.extend(handle.await.unwrap());
+    }
+    all
 }
 
 /// The latency pass (`ANNALS_BENCH_LATENCY=1`): for 1/4/16/64 tasks, 5 rounds

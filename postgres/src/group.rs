@@ -10,8 +10,8 @@
 //! * **A lone appender never waits.** An append runs alone on the normal path
 //!   (`append.rs`) while fewer than `n` run alone and none is queued (`n` is
 //!   half the pool, 1 to 4). Only appends that arrive beyond that queue up, and
-//!   up to `n` tasks drain the queue, each running a group as soon as it has
-//!   one: nobody waits for company.
+//!   one task drains the queue, running a group as soon as it has one (all
+//!   that queued meanwhile): nobody waits for company.
 //! * **Each append keeps its own semantics.** The statement checks every member's
 //!   expectation on its own (a member whose stream is not where it expected
 //!   inserts nothing, its neighbours still do), at most one member per stream in a
@@ -51,13 +51,20 @@ use crate::{append::Single, connect::Inner};
 /// Payload and metadata bytes after which a group takes no more members.
 pub(crate) const MAX_GROUP_BYTES: usize = 4 * 1024 * 1024;
 
-/// Most appends in flight alone, and most groups in flight, per store.
-///
-/// Measured on 2 cores (docs/performance.md): with one of each, 4 concurrent
-/// appenders lost ~10% against grouping off (two connections at work instead
-/// of four); with four of each grouping never lost, and 16 and 64 appenders
-/// gained 1.6-1.8x and 2.9-3.8x over grouping off.
+/// Most appends in flight alone per store. Fewer lost at 4 concurrent appenders
+/// on 2 cores (one or two connections at work instead of four; see
+/// docs/performance.md).
 const MAX_IN_FLIGHT: usize = 4;
+
+/// Groups in flight per store: one. The queue is drained by one task, so each
+/// group takes everything that queued while the previous one ran.
+///
+/// Measured on 2 cores with the appenders as spawned tasks (docs/performance.md,
+/// 2026-12-03): with four groups in flight (one per append alone), 16 appenders
+/// formed groups of ~3 and were no faster than grouping off (0.83-1.03x); with
+/// one, they were 1.13-1.41x grouping off, 64 appenders 2.3-3.2x, and 1 and 4
+/// appenders unchanged (they run alone).
+const GROUPS_IN_FLIGHT: usize = 1;
 
 /// Appends with more events than this run alone: a large batch is one statement
 /// already, and gains nothing from company.
@@ -178,7 +185,7 @@ impl Groups {
         }
         let (reply, answer) = oneshot::channel();
         state.queue.push(build(reply));
-        if let Some(runtime) = runtime.filter(|_| state.drains < limit) {
+        if let Some(runtime) = runtime.filter(|_| state.drains < GROUPS_IN_FLIGHT) {
             state.drains += 1;
             runtime.spawn(drain(Arc::clone(inner)));
         }
@@ -186,8 +193,8 @@ impl Groups {
     }
 }
 
-/// How many appends run alone at once, and how many groups: each half the
-/// pool, at most [`MAX_IN_FLIGHT`], so appends leave connections to reads.
+/// How many appends run alone at once: half the pool, at most
+/// [`MAX_IN_FLIGHT`], so appends leave connections to reads.
 fn in_flight(inner: &Inner) -> usize {
     usize::try_from(inner.options.max_connections / 2)
         .unwrap_or(MAX_IN_FLIGHT)

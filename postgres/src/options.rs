@@ -269,9 +269,10 @@ impl PostgresOptions {
     /// appends that arrive beyond that are gathered (at most this many per
     /// group, one per stream, up to about 4 MiB, appends of at most 64 events)
     /// and written by one statement in one transaction, each with its own
-    /// expectation check, so a conflict fails only its own append. As many
-    /// groups as appends alone can be in flight. A lone appender never waits
-    /// for company. See docs/backends/postgres.md, "Group commit".
+    /// expectation check, so a conflict fails only its own append. One group
+    /// is in flight at a time; it takes every append that queued while the
+    /// previous one ran. A lone appender never waits for company. See
+    /// docs/backends/postgres.md, "Group commit".
     #[must_use]
     pub fn max_group(mut self, appends: usize) -> Self {
         self.max_group = appends.max(1);

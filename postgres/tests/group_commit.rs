@@ -381,6 +381,60 @@ async fn appends_to_one_stream_go_in_separate_groups_in_order() {
     schema.teardown().await;
 }
 
+/// With a pool of ten, four appends run alone, but still only one group is in
+/// flight: whatever arrives while it runs waits and becomes the next group
+/// (larger groups; see `GROUPS_IN_FLIGHT` in `group.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_group_in_flight_the_rest_form_the_next_group() {
+    let (store, schema) = common::store_with(PostgresOptions::new().max_connections(10)).await;
+    let hold = Hold::take(&schema).await;
+    let mut handles = Vec::new();
+    for n in 0..4 {
+        handles.push(spawn_append(
+            &store,
+            &format!("alone-{n}"),
+            ExpectedVersion::NoStream,
+            vec![event(n)],
+        ));
+        wait_for(&store, "the next append alone", |s| {
+            s.alone == n as usize + 1
+        })
+        .await;
+    }
+    handles.push(spawn_append(
+        &store,
+        "grouped",
+        ExpectedVersion::NoStream,
+        vec![event(0)],
+    ));
+    wait_for(&store, "a group of one in flight", |s| {
+        s.groups == 1 && s.queued == 0
+    })
+    .await;
+    for n in 0..10 {
+        handles.push(spawn_append(
+            &store,
+            &format!("queued-{n}"),
+            ExpectedVersion::NoStream,
+            vec![event(n)],
+        ));
+    }
+    // Were a second group let in flight, it would take these from the queue.
+    wait_for(&store, "10 queued appends", |s| s.queued == 10).await;
+    assert_eq!(store.__group_stats().groups, 1);
+    hold.release().await;
+    finish(handles).await;
+    let stats = store.__group_stats();
+    assert_eq!((stats.groups, stats.largest), (2, 10), "{stats:?}");
+    let all: Vec<RecordedEvent> = store
+        .read_all(ReadAll::forward())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 4 + 1 + 10);
+    schema.teardown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn grouping_can_be_turned_off() {
     let (store, schema) = common::store_with(PostgresOptions::new().max_group(1)).await;

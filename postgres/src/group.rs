@@ -31,6 +31,13 @@
 //! * **Cancellation.** A member whose caller has gone away before its group
 //!   started is skipped; once started, the group runs to its end on its own task,
 //!   so a member is written entirely or not at all.
+//! * **A group never holds the queue forever.** The group's statement is bounded
+//!   by the operation timeout, like every call: a group that gets no answer in
+//!   time (a primary that died without closing the connection, a lock that is
+//!   never released) is abandoned, its connection closed, and its members are
+//!   answered "try again alone" (as after any failed statement: the ones whose
+//!   caller still waits retry under their own bound, idempotently). The queue
+//!   then moves on to the next group.
 //!
 //! [`PostgresOptions::max_group`](crate::PostgresOptions::max_group) bounds a
 //! group (and `max_group(1)` turns grouping off).
@@ -247,7 +254,15 @@ async fn run(inner: &Inner, members: Vec<Member>) {
         .groups
         .largest
         .fetch_max(members.len(), Ordering::Relaxed);
-    match write(inner, &members).await {
+    let bound = inner.options.operation_timeout;
+    let outcome = tokio::time::timeout(bound, write(inner, &members))
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "no answer within the operation timeout ({bound:?}); its connection is closed"
+            ))
+        });
+    match outcome {
         Ok(mut written) => {
             for member in members {
                 let answer = match written.remove(&member.stream) {

@@ -435,6 +435,73 @@ async fn one_group_in_flight_the_rest_form_the_next_group() {
     schema.teardown().await;
 }
 
+/// A group whose statement never returns is abandoned after the operation
+/// timeout, and the queue moves on to the next group. Here the lock holds the
+/// group's statement for as long as the test likes and the server has no
+/// statement timeout (like a group on a primary that died silently); appends
+/// keep arriving, each bounded by its own operation timeout, and a second group
+/// must start while the first is still stuck.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stuck_group_is_abandoned_after_the_operation_timeout() {
+    // Long enough that `hold_and_fill` is done well within it.
+    let bound = Duration::from_secs(5);
+    let (store, schema) =
+        common::store_with(options().operation_timeout(bound).statement_timeout(None)).await;
+    let (hold, mut handles) = hold_and_fill(&store, &schema).await;
+    let stuck_since = Instant::now();
+    let deadline = stuck_since + Duration::from_secs(60);
+    let mut n = 0;
+    while store.__group_stats().groups < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no second group within 60 s of the first getting stuck: {:?}",
+            store.__group_stats()
+        );
+        // A steady trickle of appends, so some are always waiting in the queue.
+        handles.push(spawn_append(
+            &store,
+            &format!("next-{n}"),
+            ExpectedVersion::NoStream,
+            vec![event(n)],
+        ));
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        stuck_since.elapsed() >= bound,
+        "the first group was abandoned before its bound: {:?}",
+        stuck_since.elapsed()
+    );
+    hold.release().await;
+    for handle in handles {
+        // Each append either committed or timed out (outcome unknown), nothing else.
+        match handle.await.unwrap() {
+            Ok(_) | Err(annals_postgres::Error::Timeout(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // The store is usable, and whatever committed is whole and in order.
+    let appended = store
+        .append(&stream("after"), ExpectedVersion::NoStream, vec![event(0)])
+        .await
+        .unwrap();
+    assert_eq!(appended.version, Version::new(1));
+    let all: Vec<RecordedEvent> = store
+        .read_all(ReadAll::forward())
+        .try_collect()
+        .await
+        .unwrap();
+    for e in &all {
+        assert_eq!(e.version, Version::new(1), "one event per stream: {e:?}");
+    }
+    let mut ids: Vec<EventId> = all.iter().map(|e| e.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), all.len(), "no event twice");
+    assert!(all.iter().any(|e| e.stream_id.as_str() == "after"));
+    schema.teardown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn grouping_can_be_turned_off() {
     let (store, schema) = common::store_with(PostgresOptions::new().max_group(1)).await;

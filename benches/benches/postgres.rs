@@ -57,7 +57,7 @@ use std::{
 
 use annals_benches::{
     bench_group, events, fill_load_stream, payload, replay_all, replay_stream, runtime,
-    single_event_appends, transfer_group,
+    single_event_appends, spawn_each, transfer_group,
 };
 use annals_postgres::{
     EventStore, ExpectedVersion, PostgresEventStore, PostgresOptions, StreamId, Version,
@@ -210,26 +210,20 @@ async fn raw_single_appends(
     per_task: usize,
     first: u64,
 ) -> Vec<Duration> {
-    let handles: Vec<_> = (0..tasks)
-        .map(|t| {
-            let (raw, sql) = (raw.clone(), Arc::clone(sql));
-            tokio::spawn(async move {
-                let stream = format!("single-{}", first + t as u64);
-                let mut latencies = Vec::with_capacity(per_task);
-                for i in 0..per_task {
-                    let start = Instant::now();
-                    raw_append(&raw, &sql, &stream, i as i64 + 1, 1).await;
-                    latencies.push(start.elapsed());
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut all = Vec::with_capacity(tasks * per_task);
-    for handle in handles {
-        all.extend(handle.await.unwrap());
-    }
-    all
+    spawn_each(tasks, |t| {
+        let (raw, sql) = (raw.clone(), Arc::clone(sql));
+        async move {
+            let stream = format!("single-{}", first + t as u64);
+            let mut latencies = Vec::with_capacity(per_task);
+            for i in 0..per_task {
+                let start = Instant::now();
+                raw_append(&raw, &sql, &stream, i as i64 + 1, 1).await;
+                latencies.push(start.elapsed());
+            }
+            latencies
+        }
+    })
+    .await
 }
 
 /// The latency pass (`ANNALS_BENCH_LATENCY=1`): for 1/4/16/64 tasks, 5 rounds

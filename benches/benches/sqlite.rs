@@ -58,7 +58,7 @@ use std::{
 
 use annals_benches::{
     bench_group, events, fill_load_stream, payload, replay_all, replay_stream, runtime,
-    single_event_appends, transfer_group,
+    single_event_appends, spawn_each, transfer_group,
 };
 use annals_sqlite::{
     EventId, EventStore, ExpectedVersion, SqliteEventStore, SqliteOptions, StreamId, Synchronous,
@@ -529,32 +529,26 @@ async fn loop_single_appends(
     per_task: usize,
     first_stream: u64,
 ) -> Vec<Duration> {
-    let handles: Vec<_> = (0..tasks)
-        .map(|t| {
-            let conn = Arc::clone(&conn);
-            tokio::spawn(async move {
-                let stream = format!("single-{}", first_stream + t as u64);
-                let mut latencies = Vec::with_capacity(per_task);
-                for (i, row) in raw_rows(per_task).into_iter().enumerate() {
-                    let (conn, stream) = (Arc::clone(&conn), stream.clone());
-                    let start = Instant::now();
-                    let version = tokio::task::spawn_blocking(move || {
-                        loop_append(&mut conn.lock().unwrap(), &stream, i as i64, &[row])
-                    })
-                    .await
-                    .unwrap();
-                    latencies.push(start.elapsed());
-                    assert_eq!(version, Some(i as i64 + 1));
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for handle in handles {
-        all.extend(handle.await.unwrap());
-    }
-    all
+    spawn_each(tasks, |t| {
+        let conn = Arc::clone(&conn);
+        async move {
+            let stream = format!("single-{}", first_stream + t as u64);
+            let mut latencies = Vec::with_capacity(per_task);
+            for (i, row) in raw_rows(per_task).into_iter().enumerate() {
+                let (conn, stream) = (Arc::clone(&conn), stream.clone());
+                let start = Instant::now();
+                let version = tokio::task::spawn_blocking(move || {
+                    loop_append(&mut conn.lock().unwrap(), &stream, i as i64, &[row])
+                })
+                .await
+                .unwrap();
+                latencies.push(start.elapsed());
+                assert_eq!(version, Some(i as i64 + 1));
+            }
+            latencies
+        }
+    })
+    .await
 }
 
 /// 100-event batches and single-event appends from 1/4/16/64 tasks, annals against

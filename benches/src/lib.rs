@@ -102,19 +102,28 @@ pub async fn single_event_appends<S>(
 where
     S: EventStore + ?Sized + 'static,
 {
-    let handles: Vec<_> = (0..tasks)
-        .map(|t| {
-            let store = Arc::clone(&store);
-            tokio::spawn(async move {
-                one_stream_appends(&*store, first_stream + t as u64, per_task).await
-            })
-        })
-        .collect();
-    let mut latencies = Vec::with_capacity(tasks * per_task);
+    spawn_each(tasks, |t| {
+        let store = Arc::clone(&store);
+        async move { one_stream_appends(&*store, first_stream + t as u64, per_task).await }
+    })
+    .await
+}
+
+/// Runs `task(t)` for `t` in `0..tasks`, each on its own Tokio task (as request
+/// handlers are), and concatenates what they return (per-append latencies),
+/// in task order.
+pub async fn spawn_each<F, Fut, T>(tasks: usize, mut task: F) -> Vec<T>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = Vec<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let handles: Vec<_> = (0..tasks).map(|t| tokio::spawn(task(t))).collect();
+    let mut all = Vec::new();
     for handle in handles {
-        latencies.extend(handle.await.unwrap());
+        all.extend(handle.await.unwrap());
     }
-    latencies
+    all
 }
 
 /// `stream` with `events_in_stream` events (appended 1,000 at a time) among 10,000

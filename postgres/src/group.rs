@@ -8,10 +8,12 @@
 //! statement in one transaction, then answers each of them.
 //!
 //! * **A lone appender never waits.** An append runs alone on the normal path
-//!   (`append.rs`) while fewer than `n` run alone and none is queued (`n` is
-//!   half the pool, 1 to 4). Only appends that arrive beyond that queue up, and
-//!   one task drains the queue, running a group as soon as it has one (all
-//!   that queued meanwhile): nobody waits for company.
+//!   (`append.rs`) while fewer than `n` run alone and no group is queued or in
+//!   flight (`n` is half the pool, 1 to 4). Only appends that arrive beyond that
+//!   queue up, and one task drains the queue, running a group as soon as it has
+//!   one (all that queued meanwhile): nobody waits for company. Once groups
+//!   form, appends keep queuing until the queue is empty, instead of refilling
+//!   the slots for appends alone: under load every append joins a group.
 //! * **Each append keeps its own semantics.** The statement checks every member's
 //!   expectation on its own (a member whose stream is not where it expected
 //!   inserts nothing, its neighbours still do), at most one member per stream in a
@@ -175,8 +177,15 @@ impl Groups {
         }
     }
 
-    /// Runs `member` alone if nothing is in flight, else queues it (and starts
-    /// the draining task if it is not running).
+    /// Runs `member` alone if fewer than the limit run alone and no group is
+    /// queued or in flight, else queues it (and starts the draining task if it
+    /// is not running).
+    ///
+    /// Not running alone while a group is in flight keeps every append of a
+    /// busy store in groups. Measured on 2 cores (docs/performance.md,
+    /// 2026-12-03 07:16): 16 appenders 1.17-1.41x plain commits against
+    /// 1.01-1.12x when appends alone refilled their slots beside the group,
+    /// 64 appenders 2.8-3.4x against 1.9-2.4x, 1 and 4 appenders unchanged.
     pub(crate) fn join(
         inner: &Arc<Inner>,
         build: impl FnOnce(oneshot::Sender<Option<Single>>) -> Member,
@@ -186,7 +195,8 @@ impl Groups {
         // anyway, but never panic over it) every append runs alone.
         let runtime = tokio::runtime::Handle::try_current().ok();
         let mut state = lock(&inner.groups.state);
-        if runtime.is_none() || (state.alone < limit && state.queue.is_empty()) {
+        let grouping = !state.queue.is_empty() || state.drains > 0;
+        if runtime.is_none() || (state.alone < limit && !grouping) {
             state.alone += 1;
             return Joined::Alone(AloneGuard(Arc::clone(inner)));
         }

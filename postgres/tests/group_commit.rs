@@ -435,6 +435,47 @@ async fn one_group_in_flight_the_rest_form_the_next_group() {
     schema.teardown().await;
 }
 
+/// While a group is in flight, a new append joins the next group even when
+/// the slots for appends alone are free: under load every append is grouped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn while_a_group_is_in_flight_new_appends_queue_even_with_free_slots() {
+    let (store, schema) = common::store_with(PostgresOptions::new().max_connections(10)).await;
+    let hold = Hold::take(&schema).await;
+    let mut alone = Vec::new();
+    for n in 0..4 {
+        alone.push(spawn_append(
+            &store,
+            &format!("alone-{n}"),
+            ExpectedVersion::NoStream,
+            vec![event(n)],
+        ));
+        wait_for(&store, "the next append alone", |s| {
+            s.alone == n as usize + 1
+        })
+        .await;
+    }
+    let grouped = spawn_append(&store, "grouped", ExpectedVersion::NoStream, vec![event(0)]);
+    wait_for(&store, "a group of one in flight", |s| {
+        s.groups == 1 && s.queued == 0
+    })
+    .await;
+    // The appends alone go away (their callers cancelled): four free slots.
+    for handle in alone {
+        handle.abort();
+        assert!(handle.await.unwrap_err().is_cancelled());
+    }
+    wait_for(&store, "no append alone", |s| s.alone == 0).await;
+    let next = spawn_append(&store, "next", ExpectedVersion::NoStream, vec![event(0)]);
+    wait_for(&store, "the new append queued", |s| s.queued == 1).await;
+    assert_eq!(store.__group_stats().alone, 0);
+    hold.release().await;
+    finish(vec![grouped, next]).await;
+    let stats = store.__group_stats();
+    assert_eq!(stats.groups, 2, "{stats:?}");
+    assert_eq!(read_stream(&store, "next").await.len(), 1);
+    schema.teardown().await;
+}
+
 /// A group whose statement never returns is abandoned after the operation
 /// timeout, and the queue moves on to the next group. Here the lock holds the
 /// group's statement for as long as the test likes and the server has no

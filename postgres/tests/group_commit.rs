@@ -106,16 +106,40 @@ async fn hold_and_fill(
     store: &PostgresEventStore,
     schema: &TestSchema,
 ) -> (Hold, Vec<JoinHandle<Appended>>) {
+    hold_and_fill_with(store, schema, 1).await
+}
+
+/// [`hold_and_fill`] for a store that runs `alone` appends alone at a time:
+/// the handles of the `alone` appends in flight alone (`alone-{n}`), then the
+/// group of one's (`grouped`).
+async fn hold_and_fill_with(
+    store: &PostgresEventStore,
+    schema: &TestSchema,
+    alone: u64,
+) -> (Hold, Vec<JoinHandle<Appended>>) {
     let hold = Hold::take(schema).await;
-    let alone = spawn_append(store, "first", ExpectedVersion::Any, vec![event(0)]);
-    wait_for(store, "an append in flight alone", |s| s.alone == 1).await;
+    let mut handles = Vec::new();
+    for n in 0..alone {
+        handles.push(spawn_append(
+            store,
+            &format!("alone-{n}"),
+            ExpectedVersion::NoStream,
+            vec![event(n)],
+        ));
+        wait_for(store, "the next append alone", |s| s.alone as u64 == n + 1).await;
+    }
     let groups = store.__group_stats().groups;
-    let grouped = spawn_append(store, "second", ExpectedVersion::Any, vec![event(0)]);
-    wait_for(store, "a group in flight", |s| {
+    handles.push(spawn_append(
+        store,
+        "grouped",
+        ExpectedVersion::NoStream,
+        vec![event(0)],
+    ));
+    wait_for(store, "a group of one in flight", |s| {
         s.groups == groups + 1 && s.queued == 0
     })
     .await;
-    (hold, vec![alone, grouped])
+    (hold, handles)
 }
 
 async fn finish(handles: Vec<JoinHandle<Appended>>) {
@@ -387,30 +411,8 @@ async fn appends_to_one_stream_go_in_separate_groups_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_group_in_flight_the_rest_form_the_next_group() {
     let (store, schema) = common::store_with(PostgresOptions::new().max_connections(10)).await;
-    let hold = Hold::take(&schema).await;
-    let mut handles = Vec::new();
-    for n in 0..4 {
-        handles.push(spawn_append(
-            &store,
-            &format!("alone-{n}"),
-            ExpectedVersion::NoStream,
-            vec![event(n)],
-        ));
-        wait_for(&store, "the next append alone", |s| {
-            s.alone == n as usize + 1
-        })
-        .await;
-    }
-    handles.push(spawn_append(
-        &store,
-        "grouped",
-        ExpectedVersion::NoStream,
-        vec![event(0)],
-    ));
-    wait_for(&store, "a group of one in flight", |s| {
-        s.groups == 1 && s.queued == 0
-    })
-    .await;
+    let (hold, mut handles) = hold_and_fill_with(&store, &schema, 4).await;
+    assert_eq!(store.__group_stats().groups, 1);
     for n in 0..10 {
         handles.push(spawn_append(
             &store,
@@ -440,25 +442,9 @@ async fn one_group_in_flight_the_rest_form_the_next_group() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn while_a_group_is_in_flight_new_appends_queue_even_with_free_slots() {
     let (store, schema) = common::store_with(PostgresOptions::new().max_connections(10)).await;
-    let hold = Hold::take(&schema).await;
-    let mut alone = Vec::new();
-    for n in 0..4 {
-        alone.push(spawn_append(
-            &store,
-            &format!("alone-{n}"),
-            ExpectedVersion::NoStream,
-            vec![event(n)],
-        ));
-        wait_for(&store, "the next append alone", |s| {
-            s.alone == n as usize + 1
-        })
-        .await;
-    }
-    let grouped = spawn_append(&store, "grouped", ExpectedVersion::NoStream, vec![event(0)]);
-    wait_for(&store, "a group of one in flight", |s| {
-        s.groups == 1 && s.queued == 0
-    })
-    .await;
+    let (hold, mut alone) = hold_and_fill_with(&store, &schema, 4).await;
+    let grouped = alone.pop().unwrap();
+    assert_eq!(store.__group_stats().groups, 1);
     // The appends alone go away (their callers cancelled): four free slots.
     for handle in alone {
         handle.abort();
